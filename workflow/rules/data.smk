@@ -1,0 +1,16 @@
+rule prepare_data:
+    output:
+        f"{OUT}/data/dataset.h5",
+    params:
+        data=config["data"],
+    log:
+        f"logs/prepare_data/{RUN}.log",
+    benchmark:
+        f"{OUT}/benchmarks/prepare_data.tsv"
+    conda:
+        ENV
+    resources:
+        mem_mb=4000,
+        runtime=10,
+    script:
+        "../scripts/prepare_data.py"

@@ -1,0 +1,43 @@
+rule sample_sequences:
+    input:
+        model=f"{OUT}/model/model.pt",
+    output:
+        f"{OUT}/samples/sequences.h5",
+    params:
+        device=config["device"],
+        sde=config["sde"],
+        sample=config["sample"],
+    threads: cpu_threads
+    log:
+        f"logs/sample_sequences/{RUN}.log",
+    benchmark:
+        f"{OUT}/benchmarks/sample_sequences.tsv"
+    conda:
+        ENV
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    script:
+        "../scripts/sample_sequences.py"
+
+
+rule evaluate_samples:
+    input:
+        sequences=f"{OUT}/samples/sequences.h5",
+        classifier=f"{OUT}/classifier/classifier.pt",
+        data=f"{OUT}/data/dataset.h5",
+    output:
+        quality=f"{OUT}/samples/quality.json",
+        predictions=f"{OUT}/samples/predictions.parquet",
+        grid=f"{OUT}/samples/samples_grid.png",
+    params:
+        seed=config["seed"],
+    log:
+        f"logs/evaluate_samples/{RUN}.log",
+    conda:
+        ENV
+    resources:
+        mem_mb=4000,
+        runtime=10,
+    script:
+        "../scripts/evaluate_samples.py"

@@ -1,0 +1,51 @@
+rule train_model:
+    input:
+        data=f"{OUT}/data/dataset.h5",
+    output:
+        model=f"{OUT}/model/model.pt",
+        options=f"{OUT}/model/training_options.json",
+        metrics=f"{OUT}/model/metrics.jsonl",
+    params:
+        seed=config["seed"],
+        device=config["device"],
+        data=config["data"],
+        sde=config["sde"],
+        model=config["model"],
+        train=config["train"],
+        # The rolling resume state lives outside the declared outputs so a killed job keeps it.
+        workdir=f"{OUT}/model/work",
+    threads: cpu_threads
+    log:
+        f"logs/train_model/{RUN}.log",
+    benchmark:
+        f"{OUT}/benchmarks/train_model.tsv"
+    conda:
+        ENV
+    resources:
+        mem_mb=8000,
+        runtime=120,
+    script:
+        "../scripts/train_model.py"
+
+
+rule train_classifier:
+    input:
+        data=f"{OUT}/data/dataset.h5",
+    output:
+        model=f"{OUT}/classifier/classifier.pt",
+        metrics=f"{OUT}/classifier/metrics.json",
+    params:
+        seed=config["seed"],
+        classifier=config["classifier"],
+    threads: cpu_threads
+    log:
+        f"logs/train_classifier/{RUN}.log",
+    benchmark:
+        f"{OUT}/benchmarks/train_classifier.tsv"
+    conda:
+        ENV
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    script:
+        "../scripts/train_classifier.py"
