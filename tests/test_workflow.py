@@ -64,3 +64,33 @@ def test_tiny_run_end_to_end(workflow_dir):
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     data2, _ = io.read_h5(out / "samples" / "sequences.h5")
     np.testing.assert_array_equal(data["x_t"], data2["x_t"])
+
+
+def test_oracle_through_the_same_rules(workflow_dir):
+    """The closed-form Gaussian oracle, run through the workflow, gives exactly the known geometry."""
+    proc = run_snakemake(workflow_dir, "--cores", "2", "--configfile", "presets/oracle.yaml")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = workflow_dir / "results" / "oracle"
+    assert "train_model" in proc.stdout + proc.stderr  # the same rule builds the oracle checkpoint
+    ckpt = io.load_checkpoint(out / "model" / "model.pt")
+    assert ckpt["kind"] == "gaussian_oracle"
+    from score_geometry.models import expected_local_dim
+
+    diag = pd.read_parquet(out / "stats" / "diagnostics.parquet")
+    assert len(diag) == 4 * 5 and sorted(diag["image"].unique()) == [0, 1, 2, 3]
+    for t, group in diag.groupby("t"):
+        assert (group["local_dim"] == expected_local_dim(ckpt, t, kappa=0.1)).all(), t
+    assert np.allclose(diag["calibration_ratio"], 1.0, atol=1e-4)
+    spectra = pd.read_parquet(out / "stats" / "spectra.parquet")
+    assert np.allclose(spectra["cos_uv"], -1.0, atol=1e-3)
+    overlaps = pd.read_parquet(out / "stats" / "overlaps.parquet")
+    assert np.allclose(overlaps.loc[overlaps.pair == "uv", "Phi"], 1.0, atol=1e-3)
+    # u/w and v/w agree wherever the eigenvalues are distinct (the 16 on-manifold ranks) and over the whole
+    # space; inside the degenerate off-manifold block any basis is an eigenbasis, so Phi there is arbitrary.
+    distinct = overlaps[(overlaps.pair != "uv") & ((overlaps.n <= 16) | (overlaps.n == 784))]
+    assert np.allclose(distinct["Phi"], 1.0, atol=1e-3)
+    calib = pd.read_csv(out / "stats" / "calibration_summary.csv")
+    assert set(calib["source"]) == {"model_samples", "heldout_noisy"}
+    assert np.allclose(calib["calibration_ratio"], 1.0, atol=1e-4)
+    feats, fattrs = io.read_h5(out / "stats" / "features.h5")
+    assert feats["features"].shape == (4, 5, 7, 784) and feats["images"].tolist() == [0, 1, 2, 3]

@@ -30,3 +30,10 @@ def check_config(config: Mapping[str, Any]) -> None:
     sde = config["sde"]
     if sde["beta_min"] >= sde["beta_max"]:
         raise ConfigError(f"config keys sde.beta_min={sde['beta_min']} must be < sde.beta_max={sde['beta_max']}")
+    jac = config["jacobian"]
+    if jac["n_images"] > config["sample"]["n_images"]:
+        raise ConfigError(
+            f"config key jacobian.n_images={jac['n_images']} must not exceed sample.n_images={config['sample']['n_images']}"
+        )
+    if jac["shards"] > jac["n_images"]:
+        raise ConfigError(f"config key jacobian.shards={jac['shards']} must not exceed jacobian.n_images={jac['n_images']}")

@@ -111,16 +111,20 @@ def load_checkpoint(path: str | os.PathLike, *, map_location: str | torch.device
 # --- HDF5 -----------------------------------------------------------------------------------------
 
 def write_h5(path: str | os.PathLike, datasets: Mapping[str, np.ndarray], attrs: Mapping[str, Any] = (),
-             *, compress: bool = True) -> None:
+             *, compress: bool = True, chunks: Mapping[str, tuple[int, ...]] = ()) -> None:
     """Write named arrays and file attributes to an HDF5 file, atomically.
 
-    Non-scalar attribute values that are dicts are stored as JSON strings.
+    Attribute values that are dicts or lists are stored as JSON strings. `chunks` sets the HDF5 chunk
+    shape per dataset (e.g. one Jacobian per chunk so one can be read without decompressing the rest).
     """
+    chunks = dict(chunks)
     with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as f:
             for name, arr in datasets.items():
                 arr = np.asarray(arr)
                 kw = {"compression": "gzip", "compression_opts": 4, "shuffle": True} if compress and arr.ndim else {}
+                if name in chunks:
+                    kw["chunks"] = chunks[name]
                 f.create_dataset(name, data=arr, **kw)
             for key, value in dict(attrs).items():
                 f.attrs[key] = json.dumps(value, default=_json_default) if isinstance(value, (dict, list)) else value
@@ -166,3 +170,30 @@ def write_parquet(path: str | os.PathLike, df: "pd.DataFrame") -> None:
     """Write a tidy table as Parquet (pyarrow), atomically."""
     with atomic_path(path) as tmp:
         df.to_parquet(tmp, index=False, engine="pyarrow")
+
+
+def write_csv(path: str | os.PathLike, df: "pd.DataFrame") -> None:
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=False)
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def concat_parquet(paths: list[str | os.PathLike], out: str | os.PathLike) -> None:
+    """Concatenate tables with the same columns (shards) into one Parquet file."""
+    import pandas as pd
+
+    write_parquet(out, pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True))
+
+
+def concat_h5(paths: list[str | os.PathLike], out: str | os.PathLike, *, axis0: tuple[str, ...]) -> None:
+    """Concatenate the `axis0` datasets of several HDF5 files along their first axis; the other datasets
+    and the attributes are taken from the first file (they must agree across shards)."""
+    parts = [read_h5(p) for p in paths]
+    data = dict(parts[0][0])
+    for name in axis0:
+        data[name] = np.concatenate([d[name] for d, _ in parts])
+    write_h5(out, data, parts[0][1])

@@ -8,7 +8,6 @@ from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
-import scipy.linalg
 import torch
 from torch import nn
 import torch.nn.functional as F
@@ -71,13 +70,23 @@ def predict(model: Classifier, images: torch.Tensor, *, batch_size: int = 512) -
     return torch.cat(probs), torch.cat(feats)
 
 
+def _sqrt_psd(a: np.ndarray) -> np.ndarray:
+    lam, q = np.linalg.eigh(a)
+    return (q * np.sqrt(np.clip(lam, 0, None))) @ q.T
+
+
 def frechet_distance(feat_a: np.ndarray, feat_b: np.ndarray) -> float:
-    """Fréchet distance between Gaussians fitted to two feature sets (N_a, F) and (N_b, F)."""
+    """Fréchet distance between Gaussians fitted to two feature sets (N_a, F) and (N_b, F).
+
+    ||mu_a - mu_b||^2 + Tr(C_a + C_b - 2 (C_a C_b)^(1/2)), with Tr (C_a C_b)^(1/2) computed as the sum of
+    square roots of the eigenvalues of the symmetric PSD C_a^(1/2) C_b C_a^(1/2): stable when the
+    covariances are singular (fewer samples than features), where a general matrix square root is not.
+    """
     mu_a, mu_b = feat_a.mean(0), feat_b.mean(0)
     cov_a, cov_b = np.cov(feat_a, rowvar=False), np.cov(feat_b, rowvar=False)
-    covmean = scipy.linalg.sqrtm(cov_a @ cov_b)
-    covmean = np.real(covmean)
-    return float(np.sum((mu_a - mu_b) ** 2) + np.trace(cov_a) + np.trace(cov_b) - 2 * np.trace(covmean))
+    s_a = _sqrt_psd(cov_a)
+    tr_covmean = np.sum(np.sqrt(np.clip(np.linalg.eigvalsh(s_a @ cov_b @ s_a), 0, None)))
+    return float(np.sum((mu_a - mu_b) ** 2) + np.trace(cov_a) + np.trace(cov_b) - 2 * tr_covmean)
 
 
 def evaluate_samples(model: Classifier, samples: torch.Tensor, heldout_images: torch.Tensor,

@@ -109,19 +109,17 @@ def sample_sequences(score_fn: ScoreFn, sde: VPSDE, n_images: int, *, batch_size
 
 def sample_from_checkpoint(checkpoint: dict, sample_cfg: dict, *, device: torch.device | str = "cpu",
                            progress: bool = True) -> tuple[SampleResult, dict]:
-    """Sample sequences from the EMA model of a `train.final_checkpoint` dict with the ``sample:`` config.
+    """Sample sequences from a checkpoint's score model (EMA network or oracle) with the ``sample:`` config.
 
     Returns:
         The SampleResult and a dict of metadata (times, sigma, alpha, settings, config hash) for the HDF5 file.
     """
     from . import io
-    from .score import make_score_fn
-    from .train import load_ema_model
+    from .models import score_fn_from_checkpoint
 
     cfg = checkpoint["config"]
     sde = VPSDE(**cfg["sde"])
-    ema = load_ema_model(checkpoint, device=device)
-    score_fn = make_score_fn(ema, sde, cfg["model"]["parameterisation"])
+    score_fn = score_fn_from_checkpoint(checkpoint, device=device)
     result = sample_sequences(score_fn, sde, sample_cfg["n_images"], batch_size=sample_cfg["batch_size"],
                               n_steps=sample_cfg["n_steps"], t_end=sample_cfg["t_end"],
                               record_times=sample_cfg["times"], seed=sample_cfg["seed"], device=device,
@@ -130,6 +128,7 @@ def sample_from_checkpoint(checkpoint: dict, sample_cfg: dict, *, device: torch.
     info = {"t": t.numpy(), "sigma": sde.sigma(t).numpy(), "alpha": sde.alpha(t).numpy(),
             "seed": sample_cfg["seed"], "sampler": {"method": "euler_maruyama", **sample_cfg},
             "parameterisation": cfg["model"]["parameterisation"], "train_step": checkpoint["step"],
+            "score_model": checkpoint.get("kind", "unet"),
             "config_hash": io.config_hash({**cfg, "sample": sample_cfg})}
     return result, info
 
@@ -142,5 +141,6 @@ def sequences_to_h5(result: SampleResult, info: dict) -> tuple[dict[str, np.ndar
     squeeze = lambda a: a.numpy().astype(np.float32).reshape(*a.shape[: a.dim() - 3], *a.shape[-2:])  # noqa: E731
     datasets = {"x_t": squeeze(result.x_t), "t": info["t"], "sigma": info["sigma"], "alpha": info["alpha"],
                 "x_end": squeeze(result.x_end), "x0_hat": squeeze(result.x0_hat)}
-    attrs = {k: info[k] for k in ("seed", "sampler", "parameterisation", "train_step", "config_hash")}
+    attrs = {k: info[k] for k in ("seed", "sampler", "parameterisation", "score_model", "train_step", "config_hash")
+             if k in info}
     return datasets, attrs

@@ -187,7 +187,7 @@ def load_ema_model(checkpoint: Mapping[str, Any], *, device: torch.device | str 
 
 def final_checkpoint(state: TrainState, cfg: Mapping[str, Any]) -> dict[str, Any]:
     """What sampling and analysis need: model and EMA weights, the step and the resolved config."""
-    return {"state": {"model": state.model.state_dict(), "ema": state.ema.state_dict()},
+    return {"kind": "unet", "state": {"model": state.model.state_dict(), "ema": state.ema.state_dict()},
             "step": state.step, "config": dict(cfg)}
 
 

@@ -13,6 +13,12 @@ except ConfigError as e:
 RUN = config["run"]
 OUT = f"results/{RUN}"
 ENV = "../../envs/score-geometry.yaml"
+SHARDS = list(range(config["jacobian"]["shards"]))
+TABLE_FILES = ("spectra.parquet", "local_dims.parquet", "overlaps.parquet", "diagnostics.parquet")
+
+
+wildcard_constraints:
+    shard=r"\d+",
 
 
 def final_outputs():
@@ -20,9 +26,25 @@ def final_outputs():
         f"{OUT}/samples/sequences.h5",
         f"{OUT}/samples/quality.json",
         f"{OUT}/samples/samples_grid.png",
+        *expand(f"{OUT}/stats/{{table}}", table=TABLE_FILES),
+        f"{OUT}/stats/features.h5",
+        f"{OUT}/stats/calibration_summary.csv",
     ]
 
 
 def cpu_threads(wildcards=None):
     """Torch-heavy jobs take every core they are given."""
     return max(1, workflow.cores)
+
+
+def gpu_count(wildcards=None):
+    """Jobs that compute Jacobians ask the scheduler for one GPU when the config says CUDA."""
+    return 1 if config["device"] == "cuda" else 0
+
+
+def jacobian_mem_mb(wildcards=None, attempt=1):
+    """A shard holds n_images/shards x n_times Jacobians of 784 x 784 float32 (2.4 MB each) in memory,
+    plus the analysis' float64 copies; scale with the shard size, more on each retry."""
+    per_shard = -(-config["jacobian"]["n_images"] // config["jacobian"]["shards"])
+    n_jac = per_shard * len(config["sample"]["times"])
+    return int((2000 + 8 * n_jac) * attempt)

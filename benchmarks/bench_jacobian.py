@@ -1,0 +1,202 @@
+#!/usr/bin/env python
+"""Benchmark: exact score Jacobian of one 28x28 image on the project's U-Net.
+
+Times, on the same network and the same image, in the same run (interleaved
+repeats, median reported, after one warm-up of each):
+
+  (a) loop  -- 784 ``torch.autograd.grad`` calls (one Jacobian row each,
+               ``retain_graph=True``) after one forward pass: the usual approach;
+  (b) batch -- ``score_geometry.jacobian.score_jacobian`` (vmap over vjp);
+  (c) fwd   -- one forward pass of a batch of 784 images under ``torch.no_grad``
+               (the cost unit: (b) cannot be much cheaper than this).
+
+Prints machine info, a table, the ratios a/b (goal >= 2.5 on CPU) and b/c
+(goal <= 1.0), and the max |(a) - (b)|.  ``--compare`` also times
+``method="expand"`` and plain ``torch.func.vmap(jacrev)`` for reference.
+
+Usage: python benchmarks/bench_jacobian.py [--device auto|cpu|cuda] [--channels 32,64,64]
+       [--repeats 3] [--threads N] [--chunk-size N] [--attention] [--compare]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+try:
+    from score_geometry.jacobian import no_tf32, score_jacobian
+except ImportError:  # running from a checkout without installing the package
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+    from score_geometry.jacobian import no_tf32, score_jacobian
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def build_net(channels, num_res_blocks: int, attention: bool, seed: int) -> tuple[nn.Module, str]:
+    torch.manual_seed(seed)
+    try:
+        from score_geometry.unet import UNet
+
+        net = UNet(tuple(channels), num_res_blocks=num_res_blocks, attention=attention)
+        name = f"score_geometry.unet.UNet(channels={tuple(channels)}, num_res_blocks={num_res_blocks}, attention={attention})"
+    except ImportError as err:  # the U-Net is written elsewhere; keep the benchmark usable without it
+        net = _StandInNet(channels)
+        name = f"stand-in conv net {tuple(channels)} (score_geometry.unet unavailable: {err})"
+    # The U-Net zero-initialises its last convolutions (identity blocks, zero output);
+    # give those weights random values so the Jacobian is non-trivial.
+    with torch.no_grad():
+        for p in net.parameters():
+            if p.numel() and p.abs().max() == 0:
+                p.normal_(0.0, 0.02)
+    return net.eval(), name
+
+
+class _StandInNet(nn.Module):
+    """Conv/GroupNorm/SiLU encoder-decoder with the UNet's (x, t) interface."""
+
+    def __init__(self, channels) -> None:
+        super().__init__()
+        c0, c1, c2 = channels
+        self.t = nn.Linear(1, c0)
+        self.inp = nn.Conv2d(1, c0, 3, padding=1)
+        self.d1 = nn.Sequential(nn.GroupNorm(8, c0), nn.SiLU(), nn.Conv2d(c0, c1, 3, stride=2, padding=1))
+        self.d2 = nn.Sequential(nn.GroupNorm(8, c1), nn.SiLU(), nn.Conv2d(c1, c2, 3, stride=2, padding=1))
+        self.u2 = nn.Sequential(nn.GroupNorm(8, c2), nn.SiLU(), nn.Upsample(scale_factor=2), nn.Conv2d(c2, c1, 3, padding=1))
+        self.u1 = nn.Sequential(nn.GroupNorm(8, c1), nn.SiLU(), nn.Upsample(scale_factor=2), nn.Conv2d(c1, c0, 3, padding=1))
+        self.out = nn.Sequential(nn.GroupNorm(8, c0), nn.SiLU(), nn.Conv2d(c0, 1, 3, padding=1))
+
+    def forward(self, x, t):
+        h0 = self.inp(x) + self.t(t[:, None])[:, :, None, None]
+        h1 = self.d1(h0)
+        h2 = self.d2(h1)
+        h = self.u2(h2) + h1
+        h = self.u1(h) + h0
+        return self.out(h)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    ap.add_argument("--channels", default="32,64,64", help="U-Net widths at 28, 14, 7 px")
+    ap.add_argument("--num-res-blocks", type=int, default=1)
+    ap.add_argument("--attention", action="store_true")
+    ap.add_argument("--repeats", type=int, default=3, help="timed repeats per method (median reported)")
+    ap.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: leave default)")
+    ap.add_argument("--chunk-size", type=int, default=None, help="chunk_size for (b) (default: library default)")
+    ap.add_argument("--t", type=float, default=0.5, help="diffusion time of the image")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--compare", action="store_true", help="also time method='expand' and vmap(jacrev)")
+    args = ap.parse_args(argv)
+
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    if args.device == "auto":
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    else:
+        device = torch.device(args.device)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            ap.error("--device cuda requested but CUDA is not available")
+    channels = [int(c) for c in args.channels.split(",")]
+
+    net, net_name = build_net(channels, args.num_res_blocks, args.attention, args.seed)
+    net = net.to(device)
+    gen = torch.Generator().manual_seed(args.seed + 1)
+    x = torch.randn(1, 1, 28, 28, generator=gen).to(device)
+    t = torch.full((1,), args.t, device=device)
+    D = x[0].numel()
+    xs = torch.randn(D, 1, 28, 28, generator=gen).to(device)
+    ts = torch.full((D,), args.t, device=device)
+
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    def loop():
+        xr = x.detach().clone().requires_grad_(True)
+        y = net(xr, t).reshape(-1)
+        rows = [torch.autograd.grad(y[i], xr, retain_graph=True)[0].reshape(-1) for i in range(D)]
+        return torch.stack(rows)
+
+    def batch():
+        return score_jacobian(net, x, t, chunk_size=args.chunk_size)[0]
+
+    def expand():
+        return score_jacobian(net, x, t, chunk_size=args.chunk_size, method="expand")[0]
+
+    def jacrev_vmap():
+        from torch.func import jacrev, vmap
+
+        f1 = lambda z, tt: net(z[None], tt[None])[0]  # noqa: E731
+        with torch.no_grad():
+            return vmap(jacrev(f1))(x, t).reshape(D, D)
+
+    def fwd():
+        with torch.no_grad():
+            return net(xs, ts)
+
+    cases = [("(a) loop: 784 x autograd.grad", loop), ("(b) batch_jacobian", batch),
+             ("(c) forward, batch of 784", fwd)]
+    if args.compare:
+        cases += [("(b') batch_jacobian method='expand'", expand), ("(b'') vmap(jacrev)", jacrev_vmap)]
+
+    print("== bench_jacobian ==")
+    print(f"python {platform.python_version()}, torch {torch.__version__}, {platform.system()} {platform.machine()}")
+    print(f"CPU: {cpu_model()} ({os.cpu_count()} logical cores), torch threads: {torch.get_num_threads()}")
+    if device.type == "cuda":
+        print(f"GPU: {torch.cuda.get_device_name(device)}")
+    print(f"device: {device}, dtype: {x.dtype}, net: {net_name}, "
+          f"params: {sum(p.numel() for p in net.parameters()):,}")
+    print(f"D = {D}, chunk_size = {args.chunk_size if args.chunk_size is not None else 'default'}, "
+          f"repeats = {args.repeats} (+1 warm-up), interleaved, median")
+
+    times = {name: [] for name, _ in cases}
+    results = {}
+    with no_tf32():
+        for name, fn in cases:  # warm-up (also the results used for the agreement check)
+            results[name] = fn()
+            sync()
+        for _ in range(args.repeats):
+            for name, fn in cases:
+                sync()
+                t0 = time.perf_counter()
+                fn()
+                sync()
+                times[name].append(time.perf_counter() - t0)
+
+    med = {k: statistics.median(v) for k, v in times.items()}
+    w = max(len(k) for k in med)
+    print(f"\n{'method':<{w}}  {'median s':>9}  {'min s':>8}  {'max s':>8}")
+    for name in med:
+        print(f"{name:<{w}}  {med[name]:9.3f}  {min(times[name]):8.3f}  {max(times[name]):8.3f}")
+    a, b, c = (med[name] for name, _ in cases[:3])
+    print(f"\na/b (speed-up over the row loop)       = {a / b:6.2f}   (goal >= 2.5)")
+    print(f"b/c (Jacobian / forward of 784 images) = {b / c:6.2f}   (goal <= 1.0)")
+    ref = results[cases[0][0]]
+    for name, _ in cases[1:]:
+        if name.startswith("(c)"):
+            continue
+        diff = (results[name] - ref).abs().max().item()
+        print(f"max |(a) - {name.split()[0]}| = {diff:.3e}   (max |J| = {ref.abs().max().item():.3e})")
+    ok = math.isfinite(a / b)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,151 @@
+"""From score Jacobians to the paper's tidy tables (§3, Eq. 1–2, Prop. 1, Appendix C).
+
+`analyse_jacobians` runs `spectra.analyse_jacobian` on every (image, t) Jacobian of a shard and returns
+long-format DataFrames plus the Fig. 2 feature vectors; `calibration_ratio` measures how well the model's
+off-manifold Jacobian gain matches the ideal 1/sigma_t^2, which decides whether r_t means anything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from .spectra import Spectrum, analyse_jacobian, overlaps
+
+# Fig. 2's columns, in the paper's order.
+FEATURE_NAMES = ("v_minus", "u_minus", "w_zero", "w_plus", "u_plus", "v_plus", "w_minus")
+PAIRS = ("uv", "uw", "vw")
+
+
+def calibration_ratio(singular_values: np.ndarray, sigma: float) -> float:
+    """Median of (1/s_i) / sigma^2 over the top half of ranks (the largest singular values), ideal 1.00.
+
+    For an exact score, off-manifold directions have s_i = 1/sigma^2; the paper's local dimension
+    thresholds 1/s_i at (1 + kappa) sigma^2, so a ratio outside [1, 1 + kappa) makes r_t count training
+    error rather than geometry.
+
+    Args:
+        singular_values: (D,) ascending.
+    """
+    s = np.asarray(singular_values, dtype=np.float64)
+    top = s[len(s) // 2:]
+    with np.errstate(divide="ignore"):
+        return float(np.median(1.0 / top) / sigma**2)
+
+
+def high_rank_floor_share(singular_values: np.ndarray, sigma: float, *, tol: float = 0.1) -> float:
+    """Share of the top half of ranks whose 1/s_i lies within `tol` (relative) of sigma^2."""
+    s = np.asarray(singular_values, dtype=np.float64)[len(singular_values) // 2:]
+    with np.errstate(divide="ignore"):
+        return float(np.mean(np.abs(1.0 / s / sigma**2 - 1.0) <= tol))
+
+
+@dataclass(frozen=True)
+class ShardAnalysis:
+    """Tables (long format) and features of one shard of Jacobians.
+
+    spectra: one row per (image, t, rank): singular_value, inverse_singular_value, cos_uv, eigval.
+    local_dims: one row per (image, t, kappa): local_dim.
+    overlaps: one row per (image, t, pair, n): Phi.
+    diagnostics: one row per (image, t): local_dim, asymmetry, skew shares, trace check, Appendix-C
+        fraction, calibration ratio, high-rank floor share.
+    features: (n_images, n_times, 7, D) float32, in `FEATURE_NAMES` order.
+    """
+
+    spectra: pd.DataFrame
+    local_dims: pd.DataFrame
+    overlaps: pd.DataFrame
+    diagnostics: pd.DataFrame
+    features: np.ndarray
+
+
+def _keys(run: str, image: int, label: int, t: float, sigma: float) -> dict:
+    return {"run": run, "image": image, "label": label, "t": t, "sigma": sigma}
+
+
+def analyse_spectrum_tables(spec: Spectrum, *, run: str, image: int, label: int, t: float,
+                            kappa_sweep: Sequence[float]) -> tuple[dict[str, pd.DataFrame], np.ndarray]:
+    """Tables and the 7 Fig. 2 features (7, D) of one analysed Jacobian."""
+    D = spec.dim
+    keys = _keys(run, image, label, t, spec.sigma)
+    rank = np.arange(1, D + 1)
+    spectra = pd.DataFrame({**{k: np.repeat(v, D) for k, v in keys.items()}, "rank": rank,
+                            "singular_value": spec.singular_values,
+                            "inverse_singular_value": spec.inverse_singular_values,
+                            "cos_uv": spec.cos_uv, "eigval": spec.eigvals})
+    kappas = np.asarray(list(kappa_sweep), dtype=np.float64)
+    local_dims = pd.DataFrame({**{k: np.repeat(v, len(kappas)) for k, v in keys.items()}, "kappa": kappas,
+                               "local_dim": spec.local_dim_sweep(kappas).astype(np.int64)})
+    phis = overlaps(spec)
+    ov = pd.DataFrame({**{k: np.repeat(v, 3 * D) for k, v in keys.items()},
+                       "pair": np.repeat(np.array(PAIRS), D), "n": np.tile(rank, 3),
+                       "Phi": np.concatenate([phis[p] for p in PAIRS])})
+    r = spec.local_dim
+    mean_phi_at_r = {f"Phi_{p}_at_r": float(phis[p][r - 1]) if r > 0 else float("nan") for p in PAIRS}
+    diag = pd.DataFrame([{**keys, "kappa": spec.kappa, "local_dim": r, "asymmetry": spec.asymmetry,
+                          "skew_share_inside": spec.skew_share_inside, "skew_share_outside": spec.skew_share_outside,
+                          "skew_share_cross": spec.skew_share_cross, "trace": spec.trace,
+                          "trace_diff": spec.trace_diff, "denoiser_frac_outside": spec.denoiser_frac_outside,
+                          "calibration_ratio": calibration_ratio(spec.singular_values, spec.sigma),
+                          "high_rank_floor_share": high_rank_floor_share(spec.singular_values, spec.sigma),
+                          "cos_uv_mean_first_r": float(np.mean(spec.cos_uv[:r])) if r > 0 else float("nan"),
+                          "cos_uv_mean_top_half": float(np.mean(spec.cos_uv[D // 2:])),
+                          **mean_phi_at_r}])
+    features = np.stack([getattr(spec, name) for name in FEATURE_NAMES]).astype(np.float32)
+    return {"spectra": spectra, "local_dims": local_dims, "overlaps": ov, "diagnostics": diag}, features
+
+
+def analyse_jacobians(J: np.ndarray, *, images: Sequence[int], labels: Sequence[int], t: Sequence[float],
+                      sigma: Sequence[float], run: str, kappa: float, kappa_sweep: Iterable[float],
+                      progress: bool = True) -> ShardAnalysis:
+    """Analyse a block of Jacobians.
+
+    Args:
+        J: (n_images, n_times, D, D) score Jacobians.
+        images, labels: (n_images,) global image indices and their (classifier-predicted) labels.
+        t, sigma: (n_times,) times and noise std.
+        kappa: slack of the headline local dimension r_t; kappa_sweep: the kappas of the sweep table.
+    """
+    n_img, n_t = J.shape[:2]
+    kappa_sweep = list(kappa_sweep)
+    tables: dict[str, list[pd.DataFrame]] = {k: [] for k in ("spectra", "local_dims", "overlaps", "diagnostics")}
+    features = np.empty((n_img, n_t, len(FEATURE_NAMES), J.shape[-1]), dtype=np.float32)
+    bar = tqdm(total=n_img * n_t, desc="spectra", disable=not progress, mininterval=5)
+    for i in range(n_img):
+        for j in range(n_t):
+            spec = analyse_jacobian(J[i, j], float(sigma[j]), kappa=kappa)
+            tabs, features[i, j] = analyse_spectrum_tables(spec, run=run, image=int(images[i]), label=int(labels[i]),
+                                                           t=float(t[j]), kappa_sweep=kappa_sweep)
+            for k, df in tabs.items():
+                tables[k].append(df)
+            bar.update(1)
+    bar.close()
+    return ShardAnalysis(**{k: pd.concat(v, ignore_index=True) for k, v in tables.items()}, features=features)
+
+
+def calibration_tables(*, model: pd.DataFrame, heldout: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per-Jacobian calibration rows of both sources, and their per-(source, t) summary.
+
+    Args:
+        model: diagnostics of the model's own sampled x_t (from `analyse_jacobians`).
+        heldout: diagnostics of forward-noised held-out real digits.
+
+    Returns:
+        table: run, source (``model_samples`` | ``heldout_noisy``), image, label, t, sigma, calibration_ratio,
+            high_rank_floor_share, local_dim.
+        summary: per source and t: n, median calibration ratio and its quartiles, median r_t.
+    """
+    cols = ["run", "image", "label", "t", "sigma", "calibration_ratio", "high_rank_floor_share", "local_dim"]
+    table = pd.concat([model[cols].assign(source="model_samples"), heldout[cols].assign(source="heldout_noisy")],
+                      ignore_index=True)[["run", "source", *cols[1:]]]
+    g = table.groupby(["source", "t", "sigma"], as_index=False, sort=True)
+    summary = g.agg(n=("calibration_ratio", "size"),
+                 calibration_ratio=("calibration_ratio", "median"),
+                 calibration_ratio_q25=("calibration_ratio", lambda s: s.quantile(0.25)),
+                 calibration_ratio_q75=("calibration_ratio", lambda s: s.quantile(0.75)),
+                 local_dim_median=("local_dim", "median"))
+    return table, summary

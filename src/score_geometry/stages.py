@@ -1,0 +1,103 @@
+"""Workflow-stage entry points that compose the library: one call per Snakemake script.
+
+Each function takes arrays and config sections and returns arrays/tables; the scripts do the reading and
+writing through `io`.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .jacobian import no_tf32, score_jacobian
+from .models import score_fn_from_checkpoint
+from .score import ScoreFn
+from .sde import VPSDE
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+log = logging.getLogger(__name__)
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def shard_images(n_images: int, shards: int, shard: int) -> np.ndarray:
+    """Global indices of the images in `shard` (contiguous, sizes differ by at most one)."""
+    if not 0 <= shard < shards:
+        raise ValueError(f"shard {shard} outside 0..{shards - 1}")
+    return np.array_split(np.arange(n_images), shards)[shard]
+
+
+def jacobians_at_times(score_fn: ScoreFn, x_t: np.ndarray, t: Sequence[float], *, device: torch.device | str = "cpu",
+                       dtype: torch.dtype = torch.float32, chunk_size: int | None = None,
+                       progress: bool = True) -> np.ndarray:
+    """Exact score Jacobians of every (image, t).
+
+    Args:
+        x_t: (n, T, 28, 28) inputs, x_t[:, j] at time t[j].
+        t: (T,) times.
+
+    Returns:
+        J: (n, T, 784, 784) float32 (computed in `dtype`, TF32 disabled).
+    """
+    n, n_t = x_t.shape[:2]
+    D = int(np.prod(x_t.shape[2:]))
+    J = np.empty((n, n_t, D, D), dtype=np.float32)
+    with no_tf32(), tqdm(total=n * n_t, desc="jacobians", disable=not progress, mininterval=5) as bar:
+        for i in range(n):
+            for j in range(n_t):
+                x = torch.as_tensor(x_t[i, j], dtype=dtype, device=device).reshape(1, 1, *x_t.shape[2:])
+                J[i, j] = score_jacobian(score_fn, x, float(t[j]), chunk_size=chunk_size)[0].cpu().numpy()
+                bar.update(1)
+    return J
+
+
+def noisy_heldout(images: np.ndarray, t: Sequence[float], sde: VPSDE, *, seed: int) -> np.ndarray:
+    """Forward-noised real digits: x_t = alpha_t x_0 + sigma_t eps for each image and t.
+
+    Args:
+        images: (n, 1, 28, 28) in [-1, 1].
+
+    Returns:
+        (n, T, 28, 28) float32.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    x0 = torch.as_tensor(images, dtype=torch.float64)[:, 0]
+    out = []
+    for tj in t:
+        tt = torch.tensor(tj, dtype=torch.float64)
+        eps = torch.randn(x0.shape, generator=gen, dtype=torch.float64)
+        out.append(sde.alpha(tt) * x0 + sde.sigma(tt) * eps)
+    return torch.stack(out, dim=1).float().numpy()
+
+
+def heldout_diagnostics(checkpoint: Mapping[str, Any], dataset: Any, t: Sequence[float], *, run: str,
+                        device: torch.device | str, dtype: torch.dtype, chunk_size: int | None,
+                        analysis: Mapping[str, Any], calibration: Mapping[str, Any]) -> "pd.DataFrame":
+    """Diagnostics (incl. the calibration ratio) of the model's Jacobians on noisy held-out real digits.
+
+    `calibration.n_images` held-out digits, chosen with `calibration.seed` stratified over labels as far as
+    possible, are noised at each t and analysed exactly like the model's own samples.
+    """
+    from .analysis import analyse_jacobians
+    from .datasets import to_model_range
+
+    rng = np.random.default_rng(calibration["seed"])
+    labels = dataset.heldout_labels
+    # Round-robin over classes so a handful of digits still covers many of them.
+    per_class = [rng.permutation(np.flatnonzero(labels == c)) for c in np.unique(labels)]
+    order = [idx[k] for k in range(max(map(len, per_class))) for idx in per_class if k < len(idx)]
+    chosen = np.array(order[: calibration["n_images"]])
+    sde = VPSDE(**checkpoint["config"]["sde"])
+    x_t = noisy_heldout(to_model_range(dataset.heldout_images[chosen]).numpy(), t, sde, seed=calibration["seed"])
+    score_fn = score_fn_from_checkpoint(checkpoint, device=device, dtype=dtype)
+    J = jacobians_at_times(score_fn, x_t, t, device=device, dtype=dtype, chunk_size=chunk_size)
+    sigma = sde.sigma(torch.tensor(np.asarray(t), dtype=torch.float64)).numpy()
+    result = analyse_jacobians(J, images=chosen, labels=labels[chosen], t=t, sigma=sigma, run=run,
+                               kappa=analysis["kappa"], kappa_sweep=analysis["kappa_sweep"])
+    return result.diagnostics

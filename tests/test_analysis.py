@@ -1,0 +1,102 @@
+"""From Jacobians to tables: closed-form checks with the Gaussian oracles, and the stage helpers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from score_geometry.analysis import (FEATURE_NAMES, analyse_jacobians, calibration_ratio, calibration_tables,
+                                     high_rank_floor_share)
+from score_geometry.models import expected_local_dim, pca_oracle_checkpoint, score_fn_from_checkpoint
+from score_geometry.oracle import GaussianSubspaceOracle, SkewSubspaceOracle
+from score_geometry.stages import jacobians_at_times, noisy_heldout, shard_images
+from score_geometry.sde import VPSDE
+
+T = [0.01, 0.3]
+
+
+def _oracle_jacobians(oracle, n=2, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    x0 = oracle.sample(n, generator=gen)
+    x_t = np.stack([oracle.perturb(x0, t, generator=gen).numpy() for t in T], axis=1)  # (n, T, *S)
+    return jacobians_at_times(lambda x, t: oracle(x, t), x_t, T, dtype=torch.float64, progress=False)
+
+
+def test_gaussian_oracle_tables():
+    k = 5
+    oracle = GaussianSubspaceOracle.random(64, k, variances=[4.0, 3.0, 2.0, 1.5, 1.0], data_shape=(1, 8, 8), seed=1)
+    J = _oracle_jacobians(oracle)
+    sigma = [float(oracle.sigma(t)) for t in T]
+    res = analyse_jacobians(J, images=[10, 11], labels=[3, 4], t=T, sigma=sigma, run="r", kappa=0.1,
+                            kappa_sweep=[0.0, 0.1, 1e6], progress=False)
+    d = res.diagnostics
+    assert len(d) == 4 and set(d["image"]) == {10, 11} and set(d["label"]) == {3, 4}
+    assert (d["local_dim"] == k).all()  # alpha^2 lambda_min >= kappa sigma^2 at both t
+    assert np.allclose(d["calibration_ratio"], 1.0) and np.allclose(d["high_rank_floor_share"], 1.0)
+    assert np.allclose(d["asymmetry"], 0, atol=1e-12) and d["skew_share_inside"].isna().all()
+    assert np.allclose(d["denoiser_frac_outside"], 0) and np.allclose(d["trace_diff"], 0, atol=1e-8)
+    assert np.allclose(res.spectra["cos_uv"], -1.0, atol=1e-6)
+    assert np.allclose(res.overlaps.loc[res.overlaps.pair == "uv", "Phi"], 1.0, atol=1e-6)
+    assert len(res.spectra) == 4 * 64 and len(res.overlaps) == 4 * 64 * 3
+    ld = res.local_dims.pivot_table(index=["image", "t"], columns="kappa", values="local_dim")
+    assert (ld[1e6] == 0).all() and (ld[0.1] == k).all()
+    assert res.features.shape == (2, 2, len(FEATURE_NAMES), 64)
+    # The table's inverse singular values equal alpha^2 lambda + sigma^2 on-manifold, sigma^2 off it.
+    row = res.spectra[(res.spectra.image == 10) & (res.spectra.t == 0.3)]
+    expected = np.sort(np.r_[float(oracle.alpha(0.3)) ** 2 * oracle.variances.numpy() + sigma[1] ** 2,
+                             np.full(64 - k, sigma[1] ** 2)])[::-1]
+    assert np.allclose(row["inverse_singular_value"].to_numpy(), expected, rtol=1e-6)  # J is stored as float32
+
+
+def test_skew_oracle_skew_lies_inside():
+    oracle = SkewSubspaceOracle.random(48, 4, variances=2.0, strength=0.3, seed=2)
+    J = _oracle_jacobians(oracle, n=1)
+    sigma = [float(oracle.sigma(t)) for t in T]
+    d = analyse_jacobians(J, images=[0], labels=[0], t=T, sigma=sigma, run="r", kappa=0.1, kappa_sweep=[0.1],
+                          progress=False).diagnostics
+    assert (d["local_dim"] == 4).all()
+    assert np.allclose(d["skew_share_inside"], 1.0, atol=1e-8)
+    assert np.allclose(d["skew_share_outside"], 0.0, atol=1e-8) and np.allclose(d["skew_share_cross"], 0, atol=1e-8)
+    assert (d["asymmetry"] > 1e-5).all()  # relative to ||J||, dominated by 1/sigma^2 at small t
+
+
+def test_calibration_ratio_detects_miscalibration():
+    sigma = 0.1
+    s = np.r_[np.full(10, 1.0), np.full(90, 1 / sigma**2)]
+    assert calibration_ratio(s, sigma) == pytest.approx(1.0)
+    assert calibration_ratio(s / 1.2, sigma) == pytest.approx(1.2)  # gain 20% low -> 1/s 20% above the floor
+    assert high_rank_floor_share(s / 1.2, sigma) == 0.0 and high_rank_floor_share(s, sigma) == 1.0
+
+
+def test_calibration_tables():
+    rows = lambda src_t: pd.DataFrame({"run": "r", "image": [0, 1], "label": [1, 2], "t": src_t, "sigma": 0.1,  # noqa: E731
+                                       "calibration_ratio": [1.0, 1.2], "high_rank_floor_share": 1.0,
+                                       "local_dim": [3, 5]})
+    table, summary = calibration_tables(model=rows(0.01), heldout=rows(0.01))
+    assert set(table["source"]) == {"model_samples", "heldout_noisy"} and len(table) == 4
+    assert summary["calibration_ratio"].tolist() == pytest.approx([1.1, 1.1])
+    assert summary["local_dim_median"].tolist() == [4, 4]
+
+
+def test_shard_images_partition():
+    parts = [shard_images(10, 3, s) for s in range(3)]
+    assert np.concatenate(parts).tolist() == list(range(10)) and [len(p) for p in parts] == [4, 3, 3]
+    with pytest.raises(ValueError, match="shard 3"):
+        shard_images(10, 3, 3)
+
+
+def test_pca_oracle_checkpoint_matches_expected_local_dim():
+    gen = torch.Generator().manual_seed(0)
+    images = torch.tanh(torch.randn(200, 1, 28, 28, generator=gen) @ torch.randn(28, 28, generator=gen) * 0.1)
+    cfg = {"sde": {"beta_min": 0.1, "beta_max": 20.0}, "model": {"oracle_rank": 6}}
+    ckpt = pca_oracle_checkpoint(images, cfg)
+    assert ckpt["state"]["basis"].shape == (784, 6)
+    score = score_fn_from_checkpoint(ckpt, dtype=torch.float64)
+    x_t = noisy_heldout(images[:1].numpy(), [0.05], VPSDE(), seed=0)
+    J = jacobians_at_times(score, x_t, [0.05], dtype=torch.float64, progress=False)
+    d = analyse_jacobians(J, images=[0], labels=[0], t=[0.05], sigma=[float(VPSDE().sigma(torch.tensor(0.05)))],
+                          run="r", kappa=0.1, kappa_sweep=[0.1], progress=False).diagnostics
+    assert d["local_dim"].item() == expected_local_dim(ckpt, 0.05, kappa=0.1)
+    assert 0 < expected_local_dim(ckpt, 0.05, kappa=0.1) <= 6

@@ -1,0 +1,53 @@
+rule compute_jacobians:
+    input:
+        model=f"{OUT}/model/model.pt",
+        sequences=f"{OUT}/samples/sequences.h5",
+    output:
+        f"{OUT}/jacobians/shard_{{shard}}.h5",
+    params:
+        device=config["device"],
+        jacobian=config["jacobian"],
+    threads: cpu_threads
+    log:
+        f"logs/compute_jacobians/{RUN}_shard_{{shard}}.log",
+    benchmark:
+        f"{OUT}/benchmarks/compute_jacobians_shard_{{shard}}.tsv"
+    conda:
+        ENV
+    resources:
+        mem_mb=jacobian_mem_mb,
+        runtime=60,
+        gpu=gpu_count,
+    script:
+        "../scripts/compute_jacobians.py"
+
+
+rule calibrate_noise_floor:
+    input:
+        model=f"{OUT}/model/model.pt",
+        data=f"{OUT}/data/dataset.h5",
+        sequences=f"{OUT}/samples/sequences.h5",
+        diagnostics=f"{OUT}/stats/diagnostics.parquet",
+    output:
+        table=f"{OUT}/stats/calibration.parquet",
+        summary=f"{OUT}/stats/calibration_summary.csv",
+        markdown=f"{OUT}/stats/calibration_summary.md",
+    params:
+        run=RUN,
+        device=config["device"],
+        jacobian=config["jacobian"],
+        analysis=config["analysis"],
+        calibration=config["calibration"],
+    threads: cpu_threads
+    log:
+        f"logs/calibrate_noise_floor/{RUN}.log",
+    benchmark:
+        f"{OUT}/benchmarks/calibrate_noise_floor.tsv"
+    conda:
+        ENV
+    resources:
+        mem_mb=4000,
+        runtime=60,
+        gpu=gpu_count,
+    script:
+        "../scripts/calibrate_noise_floor.py"

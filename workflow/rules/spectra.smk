@@ -1,0 +1,40 @@
+rule analyse_spectra:
+    input:
+        jacobians=f"{OUT}/jacobians/shard_{{shard}}.h5",
+        predictions=f"{OUT}/samples/predictions.parquet",
+    output:
+        tables=multiext(f"{OUT}/spectra/shard_{{shard}}/", *TABLE_FILES),
+        features=f"{OUT}/spectra/shard_{{shard}}/features.h5",
+    params:
+        run=RUN,
+        analysis=config["analysis"],
+    threads: 1
+    log:
+        f"logs/analyse_spectra/{RUN}_shard_{{shard}}.log",
+    benchmark:
+        f"{OUT}/benchmarks/analyse_spectra_shard_{{shard}}.tsv"
+    conda:
+        ENV
+    resources:
+        mem_mb=jacobian_mem_mb,
+        runtime=60,
+    script:
+        "../scripts/analyse_spectra.py"
+
+
+rule aggregate_spectra:
+    input:
+        tables=expand(f"{OUT}/spectra/shard_{{shard}}/{{table}}", shard=SHARDS, table=TABLE_FILES),
+        features=expand(f"{OUT}/spectra/shard_{{shard}}/features.h5", shard=SHARDS),
+    output:
+        tables=multiext(f"{OUT}/stats/", *TABLE_FILES),
+        features=f"{OUT}/stats/features.h5",
+    log:
+        f"logs/aggregate_spectra/{RUN}.log",
+    conda:
+        ENV
+    resources:
+        mem_mb=4000,
+        runtime=10,
+    script:
+        "../scripts/aggregate_spectra.py"
