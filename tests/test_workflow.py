@@ -15,6 +15,13 @@ from score_geometry.sde import VPSDE
 pytestmark = pytest.mark.slow
 
 
+def _planned_jobs(dry_run_output: str) -> set[str]:
+    """Rule names in the job-stats table of `snakemake -n`."""
+    import re
+
+    return {m.group(1) for m in re.finditer(r"^(\w+)\s+\d+\s*$", dry_run_output, re.M)} - {"total", "all"}
+
+
 def test_lint(workflow_dir):
     proc = run_snakemake(workflow_dir, "--lint")
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -56,6 +63,13 @@ def test_tiny_run_end_to_end(workflow_dir):
     again = run_snakemake(workflow_dir, "-n", "--cores", "2", "--configfile", "presets/tiny.yaml")
     assert again.returncode == 0
     assert "Nothing to be done" in again.stdout + again.stderr
+
+    # Changing only an analysis option reruns the analysis, never the Jacobians, sampling or training.
+    (workflow_dir / "kappa.yaml").write_text("analysis:\n  kappa: 0.2\n")
+    plan = run_snakemake(workflow_dir, "-n", "--cores", "2", "--configfile", "presets/tiny.yaml", "kappa.yaml")
+    jobs = _planned_jobs(plan.stdout + plan.stderr)
+    assert {"analyse_spectra", "aggregate_spectra", "calibrate_noise_floor"} <= jobs, jobs
+    assert not jobs & {"train_model", "sample_sequences", "compute_jacobians", "compute_heldout_jacobians"}, jobs
 
     # Determinism: a second run of the same config from scratch gives identical sequences.
     import shutil

@@ -149,3 +149,12 @@ def calibration_tables(*, model: pd.DataFrame, heldout: pd.DataFrame) -> tuple[p
                  calibration_ratio_q75=("calibration_ratio", lambda s: s.quantile(0.75)),
                  local_dim_median=("local_dim", "median"))
     return table, summary
+
+
+def calibration_from_jacobians(heldout: dict, model_diagnostics: pd.DataFrame, *, run: str,
+                               kappa: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Analyse the held-out Jacobians (J, images, labels, t, sigma as written by
+    `stages.heldout_jacobians`) and compare them with the model's own diagnostics (`calibration_tables`)."""
+    res = analyse_jacobians(heldout["J"], images=heldout["images"], labels=heldout["labels"], t=heldout["t"],
+                            sigma=heldout["sigma"], run=run, kappa=kappa, kappa_sweep=[kappa])
+    return calibration_tables(model=model_diagnostics, heldout=res.diagnostics)

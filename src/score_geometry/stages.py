@@ -7,7 +7,7 @@ writing through `io`.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -17,9 +17,6 @@ from .jacobian import no_tf32, score_jacobian
 from .models import score_fn_from_checkpoint
 from .score import ScoreFn
 from .sde import VPSDE
-
-if TYPE_CHECKING:
-    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -76,20 +73,21 @@ def noisy_heldout(images: np.ndarray, t: Sequence[float], sde: VPSDE, *, seed: i
     return torch.stack(out, dim=1).float().numpy()
 
 
-def heldout_diagnostics(checkpoint: Mapping[str, Any], dataset: Any, t: Sequence[float], *, run: str,
-                        device: torch.device | str, dtype: torch.dtype, chunk_size: int | None,
-                        analysis: Mapping[str, Any], calibration: Mapping[str, Any]) -> "pd.DataFrame":
-    """Diagnostics (incl. the calibration ratio) of the model's Jacobians on noisy held-out real digits.
+def heldout_jacobians(checkpoint: Mapping[str, Any], dataset: Any, t: Sequence[float], *,
+                      device: torch.device | str, dtype: torch.dtype, chunk_size: int | None,
+                      calibration: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """The model's score Jacobians on forward-noised held-out real digits, for the noise-floor calibration.
 
-    `calibration.n_images` held-out digits, chosen with `calibration.seed` stratified over labels as far as
-    possible, are noised at each t and analysed exactly like the model's own samples.
+    `calibration.n_images` held-out digits are chosen with `calibration.seed`, round-robin over labels so a
+    handful still covers many classes, and noised at each t (x_t = alpha_t x_0 + sigma_t eps).
+
+    Returns:
+        J (n, T, 784, 784) float32, images (n,) held-out indices, labels (n,), t (T,), sigma (T,).
     """
-    from .analysis import analyse_jacobians
     from .datasets import to_model_range
 
     rng = np.random.default_rng(calibration["seed"])
     labels = dataset.heldout_labels
-    # Round-robin over classes so a handful of digits still covers many of them.
     per_class = [rng.permutation(np.flatnonzero(labels == c)) for c in np.unique(labels)]
     order = [idx[k] for k in range(max(map(len, per_class))) for idx in per_class if k < len(idx)]
     chosen = np.array(order[: calibration["n_images"]])
@@ -98,6 +96,4 @@ def heldout_diagnostics(checkpoint: Mapping[str, Any], dataset: Any, t: Sequence
     score_fn = score_fn_from_checkpoint(checkpoint, device=device, dtype=dtype)
     J = jacobians_at_times(score_fn, x_t, t, device=device, dtype=dtype, chunk_size=chunk_size)
     sigma = sde.sigma(torch.tensor(np.asarray(t), dtype=torch.float64)).numpy()
-    result = analyse_jacobians(J, images=chosen, labels=labels[chosen], t=t, sigma=sigma, run=run,
-                               kappa=analysis["kappa"], kappa_sweep=analysis["kappa_sweep"])
-    return result.diagnostics
+    return {"J": J, "images": chosen, "labels": labels[chosen], "t": np.asarray(t, dtype=np.float64), "sigma": sigma}

@@ -22,11 +22,35 @@ rule compute_jacobians:
         "../scripts/compute_jacobians.py"
 
 
-rule calibrate_noise_floor:
+rule compute_heldout_jacobians:
     input:
         model=f"{OUT}/model/model.pt",
         data=f"{OUT}/data/dataset.h5",
         sequences=f"{OUT}/samples/sequences.h5",
+    output:
+        f"{OUT}/jacobians/heldout.h5",
+    params:
+        device=config["device"],
+        jacobian=config["jacobian"],
+        calibration=config["calibration"],
+    threads: cpu_threads
+    log:
+        f"logs/compute_heldout_jacobians/{RUN}.log",
+    benchmark:
+        f"{OUT}/benchmarks/compute_heldout_jacobians.tsv"
+    conda:
+        ENV
+    resources:
+        mem_mb=4000,
+        runtime=60,
+        gpu=gpu_count,
+    script:
+        "../scripts/compute_heldout_jacobians.py"
+
+
+rule calibrate_noise_floor:
+    input:
+        heldout=f"{OUT}/jacobians/heldout.h5",
         diagnostics=f"{OUT}/stats/diagnostics.parquet",
     output:
         table=f"{OUT}/stats/calibration.parquet",
@@ -34,11 +58,7 @@ rule calibrate_noise_floor:
         markdown=f"{OUT}/stats/calibration_summary.md",
     params:
         run=RUN,
-        device=config["device"],
-        jacobian=config["jacobian"],
         analysis=config["analysis"],
-        calibration=config["calibration"],
-    threads: cpu_threads
     log:
         f"logs/calibrate_noise_floor/{RUN}.log",
     benchmark:
@@ -47,7 +67,6 @@ rule calibrate_noise_floor:
         ENV
     resources:
         mem_mb=4000,
-        runtime=60,
-        gpu=gpu_count,
+        runtime=30,
     script:
         "../scripts/calibrate_noise_floor.py"
