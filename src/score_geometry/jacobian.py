@@ -117,13 +117,16 @@ def _output_dim(fn: _IndexedFn, x: torch.Tensor) -> int:
     return int(math.prod(y.shape[1:]))
 
 
-def _jacobian_vmap(fn: _IndexedFn, x: torch.Tensor, chunk_size: Optional[int]) -> torch.Tensor:
-    B = x.shape[0]
-    S = x.shape[1:]
-    D_in = int(math.prod(S))
+def _sizes(fn: _IndexedFn, x: torch.Tensor, chunk_size: Optional[int]) -> tuple[int, int, int, int]:
+    """Batch size, input dim, output dim and the effective chunk size."""
     D_out = _output_dim(fn, x)
     if chunk_size is None:
         chunk_size = default_chunk_size(x.device, D_out)
+    return x.shape[0], int(math.prod(x.shape[1:])), D_out, chunk_size
+
+
+def _jacobian_vmap(fn: _IndexedFn, x: torch.Tensor, chunk_size: Optional[int]) -> torch.Tensor:
+    B, D_in, D_out, chunk_size = _sizes(fn, x, chunk_size)
     # A pass handles `group` samples x `rows` rows = at most chunk_size vjps.
     if chunk_size >= D_out:
         group, rows = max(1, chunk_size // D_out), D_out
@@ -152,12 +155,7 @@ def _jacobian_vmap(fn: _IndexedFn, x: torch.Tensor, chunk_size: Optional[int]) -
 
 
 def _jacobian_expand(fn: _IndexedFn, x: torch.Tensor, chunk_size: Optional[int]) -> torch.Tensor:
-    B = x.shape[0]
-    S = x.shape[1:]
-    D_in = int(math.prod(S))
-    D_out = _output_dim(fn, x)
-    if chunk_size is None:
-        chunk_size = default_chunk_size(x.device, D_out)
+    B, D_in, D_out, chunk_size = _sizes(fn, x, chunk_size)
     total = B * D_out
     J = torch.empty(B, D_out, D_in, dtype=x.dtype, device=x.device)
     Jf = J.view(total, D_in)
