@@ -14,6 +14,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/sample.smk"
 include: "workflow/rules/jacobian.smk"
 include: "workflow/rules/spectra.smk"
+include: "workflow/rules/plots.smk"
 
 
 rule all:

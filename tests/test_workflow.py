@@ -71,6 +71,14 @@ def test_tiny_run_end_to_end(workflow_dir):
     assert {"analyse_spectra", "aggregate_spectra", "calibrate_noise_floor"} <= jobs, jobs
     assert not jobs & {"train_model", "sample_sequences", "compute_jacobians", "compute_heldout_jacobians"}, jobs
 
+    # Every figure exists as PDF and PNG; a plot option reruns only its own figure.
+    for fig in ("fig2_features", "fig3_cosines", "fig3_spectrum", "fig3_local_dims", "fig4_overlaps"):
+        for ext in ("pdf", "png"):
+            assert (out / "figures" / f"{fig}.{ext}").stat().st_size > 1000, (fig, ext)
+    (workflow_dir / "fig2.yaml").write_text("plots:\n  fig2_image: 1\n")
+    plan = run_snakemake(workflow_dir, "-n", "--cores", "2", "--configfile", "presets/tiny.yaml", "fig2.yaml")
+    assert _planned_jobs(plan.stdout + plan.stderr) == {"plot_fig2"}, plan.stdout
+
     # Determinism: a second run of the same config from scratch gives identical sequences.
     import shutil
     shutil.rmtree(workflow_dir / "results")

@@ -37,3 +37,8 @@ def check_config(config: Mapping[str, Any]) -> None:
         )
     if jac["shards"] > jac["n_images"]:
         raise ConfigError(f"config key jacobian.shards={jac['shards']} must not exceed jacobian.n_images={jac['n_images']}")
+    plots = config["plots"]
+    for key, images in (("plots.fig2_image", [plots["fig2_image"]]), ("plots.examples", plots["examples"])):
+        if any(i >= jac["n_images"] for i in images):
+            raise ConfigError(f"config key {key}={images} must index the analysed sequences, i.e. be < "
+                              f"jacobian.n_images={jac['n_images']}")

@@ -197,3 +197,13 @@ def concat_h5(paths: list[str | os.PathLike], out: str | os.PathLike, *, axis0: 
     for name in axis0:
         data[name] = np.concatenate([d[name] for d, _ in parts])
     write_h5(out, data, parts[0][1])
+
+
+def save_figure(fig: Any, paths: list[str | os.PathLike], *, dpi: int) -> None:
+    """Save a matplotlib figure to each path (format from the suffix, e.g. PDF and PNG) atomically; close it."""
+    import matplotlib.pyplot as plt
+
+    for path in paths:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=dpi, format=str(path).rsplit(".", 1)[-1])
+    plt.close(fig)

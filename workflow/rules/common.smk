@@ -14,6 +14,7 @@ RUN = config["run"]
 OUT = f"results/{RUN}"
 ENV = "../../envs/score-geometry.yaml"
 SHARDS = list(range(config["jacobian"]["shards"]))
+FIGURES = ("fig2_features", "fig3_cosines", "fig3_spectrum", "fig3_local_dims", "fig4_overlaps")
 TABLE_FILES = ("spectra.parquet", "local_dims.parquet", "overlaps.parquet", "diagnostics.parquet")
 
 
@@ -29,6 +30,7 @@ def final_outputs():
         *expand(f"{OUT}/stats/{{table}}", table=TABLE_FILES),
         f"{OUT}/stats/features.h5",
         f"{OUT}/stats/calibration_summary.csv",
+        *expand(f"{OUT}/figures/{{fig}}.{{ext}}", fig=FIGURES, ext=("pdf", "png")),
     ]
 
 

@@ -22,4 +22,4 @@ quality, per_image = evaluate_samples(classifier, samples, to_model_range(ds.hel
                            torch.as_tensor(ds.heldout_labels), seed=p.seed)
 io.write_json(snakemake.output.quality, quality)
 io.write_parquet(snakemake.output.predictions, per_image)
-sample_grid(seq["x0_hat"], labels=per_image["label"].tolist()).savefig(snakemake.output.grid, dpi=150)
+io.save_figure(sample_grid(seq["x0_hat"], labels=per_image["label"].tolist()), [snakemake.output.grid], dpi=150)

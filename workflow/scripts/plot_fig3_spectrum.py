@@ -1,0 +1,13 @@
+"""Rule plot_fig3_spectrum: inverse singular values, sigma_t^2 and r_t (Fig. 3 bottom left)."""
+from score_geometry.runtime import setup_logging
+
+setup_logging(snakemake.log[0])
+
+import pandas as pd
+
+from score_geometry import io
+from score_geometry.plots import fig3_spectrum
+
+fig = fig3_spectrum(pd.read_parquet(snakemake.input.spectra), pd.read_parquet(snakemake.input.diagnostics),
+                    examples=list(snakemake.params.examples))
+io.save_figure(fig, snakemake.output, dpi=snakemake.params.dpi)
