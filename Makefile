@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 CORES ?= all
 
-.PHONY: run test venv system-deps figures lint clean-tiny
+.PHONY: run test venv system-deps figures lint
 
 run: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES)
@@ -27,6 +27,11 @@ system-deps:
 	@if [ ! -d /usr/share/datasets/fashion-mnist ] && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null; \
 	fi
+
+# Rebuild only the figures of the default run (upstream results must exist or are built first).
+FIGURE_RULES := plot_fig2 plot_fig3_cosines plot_fig3_spectrum plot_fig3_local_dims plot_fig4
+figures: $(STAMP)
+	$(BIN)/snakemake $(FIGURE_RULES) --cores $(CORES) --forcerun $(FIGURE_RULES)
 
 lint: $(STAMP)
 	$(BIN)/snakemake --lint
