@@ -100,3 +100,19 @@ def test_pca_oracle_checkpoint_matches_expected_local_dim():
                           run="r", kappa=0.1, kappa_sweep=[0.1], progress=False).diagnostics
     assert d["local_dim"].item() == expected_local_dim(ckpt, 0.05, kappa=0.1)
     assert 0 < expected_local_dim(ckpt, 0.05, kappa=0.1) <= 6
+
+
+def test_summary_table_on_the_oracle():
+    from score_geometry.analysis import summary_table
+
+    k = 5
+    oracle = GaussianSubspaceOracle.random(64, k, variances=[4.0, 3.0, 2.0, 1.5, 1.0], data_shape=(1, 8, 8), seed=1)
+    J = _oracle_jacobians(oracle)
+    sigma = [float(oracle.sigma(t)) for t in T]
+    res = analyse_jacobians(J, images=[0, 1], labels=[0, 0], t=T, sigma=sigma, run="r", kappa=0.1,
+                            kappa_sweep=[0.1], progress=False)
+    s = summary_table(res.diagnostics, res.overlaps)
+    assert s["t"].tolist() == T and (s["n_images"] == 2).all()
+    assert (s["r_t_median"] == k).all() and (s["r_t_mean"] == k).all()
+    assert np.allclose(s[["Phi_uv_at_mean_r", "Phi_uw_at_mean_r", "Phi_vw_at_mean_r"]], 1.0, atol=1e-6)
+    assert np.allclose(s["cos_uv_first_r"], -1, atol=1e-6) and np.allclose(s["calibration_ratio"], 1.0)

@@ -59,6 +59,8 @@ def test_tiny_run_end_to_end(workflow_dir):
         assert (out / "benchmarks" / f"{rule}.tsv").exists()
         assert (workflow_dir / "logs" / rule / "tiny.log").exists()
     assert (out / "samples" / "samples_grid.png").stat().st_size > 1000
+    summary = pd.read_csv(out / "stats" / "summary.csv")
+    assert summary["t"].tolist() == times and (summary["n_images"] == 4).all()
 
     again = run_snakemake(workflow_dir, "-n", "--cores", "2", "--configfile", "presets/tiny.yaml")
     assert again.returncode == 0

@@ -158,3 +158,30 @@ def calibration_from_jacobians(heldout: dict, model_diagnostics: pd.DataFrame, *
     res = analyse_jacobians(heldout["J"], images=heldout["images"], labels=heldout["labels"], t=heldout["t"],
                             sigma=heldout["sigma"], run=run, kappa=kappa, kappa_sweep=[kappa])
     return calibration_tables(model=model_diagnostics, heldout=res.diagnostics)
+
+
+def summary_table(diagnostics: pd.DataFrame, overlaps: pd.DataFrame) -> pd.DataFrame:
+    """Per t, the numbers a reader checks the paper against (one row per t).
+
+    Columns: t, sigma, n_images, r_t median / q25 / q75 / mean, cos_uv mean over the first r_t ranks and over
+    the top half of ranks, share of top-half ranks with 1/s_i within 10% of sigma^2, Phi^{uv,uw,vw} (mean
+    over images) at n = the mean r_t, asymmetry, skew share inside the first r_t directions, calibration.
+    """
+    rows = []
+    for t, d in diagnostics.groupby("t", sort=True):
+        r_mean = float(d["local_dim"].mean())
+        n_at = max(1, int(round(r_mean)))
+        o = overlaps[(overlaps["t"] == t) & (overlaps["n"] == n_at)]
+        rows.append({
+            "t": t, "sigma": float(d["sigma"].iloc[0]), "n_images": len(d),
+            "r_t_median": float(d["local_dim"].median()), "r_t_q25": float(d["local_dim"].quantile(0.25)),
+            "r_t_q75": float(d["local_dim"].quantile(0.75)), "r_t_mean": r_mean,
+            "cos_uv_first_r": float(d["cos_uv_mean_first_r"].mean()),
+            "cos_uv_top_half": float(d["cos_uv_mean_top_half"].mean()),
+            "floor_share_top_half": float(d["high_rank_floor_share"].mean()),
+            **{f"Phi_{p}_at_mean_r": float(o.loc[o["pair"] == p, "Phi"].mean()) for p in PAIRS},
+            "asymmetry": float(d["asymmetry"].mean()),
+            "skew_share_inside": float(d["skew_share_inside"].mean()),
+            "calibration_ratio": float(d["calibration_ratio"].median()),
+        })
+    return pd.DataFrame(rows)

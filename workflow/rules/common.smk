@@ -30,6 +30,7 @@ def final_outputs():
         *expand(f"{OUT}/stats/{{table}}", table=TABLE_FILES),
         f"{OUT}/stats/features.h5",
         f"{OUT}/stats/calibration_summary.csv",
+        f"{OUT}/stats/summary.csv",
         *expand(f"{OUT}/figures/{{fig}}.{{ext}}", fig=FIGURES, ext=("pdf", "png")),
     ]
 

@@ -38,3 +38,18 @@ rule aggregate_spectra:
         runtime=10,
     script:
         "../scripts/aggregate_spectra.py"
+
+
+rule summarise_results:
+    input:
+        diagnostics=f"{OUT}/stats/diagnostics.parquet",
+        overlaps=f"{OUT}/stats/overlaps.parquet",
+    output:
+        csv=f"{OUT}/stats/summary.csv",
+        markdown=f"{OUT}/stats/summary.md",
+    log:
+        f"logs/summarise_results/{RUN}.log",
+    conda:
+        ENV
+    script:
+        "../scripts/summarise_results.py"

@@ -1,0 +1,13 @@
+"""Rule summarise_results: per-t summary numbers to check against the paper (CSV and Markdown)."""
+from score_geometry.runtime import setup_logging
+
+setup_logging(snakemake.log[0])
+
+import pandas as pd
+
+from score_geometry import io
+from score_geometry.analysis import summary_table
+
+table = summary_table(pd.read_parquet(snakemake.input.diagnostics), pd.read_parquet(snakemake.input.overlaps))
+io.write_csv(snakemake.output.csv, table)
+io.write_text(snakemake.output.markdown, table.to_markdown(index=False, floatfmt=".3f") + "\n")
