@@ -24,13 +24,18 @@ def _oracle_jacobians(oracle, n=2, seed=0):
     return jacobians_at_times(lambda x, t: oracle(x, t), x_t, T, dtype=torch.float64, progress=False)
 
 
+def _five_dim_oracle():
+    """A rank-5 Gaussian oracle in R^64 and the analysis of two of its noisy samples at each t in T."""
+    oracle = GaussianSubspaceOracle.random(64, 5, variances=[4.0, 3.0, 2.0, 1.5, 1.0], data_shape=(1, 8, 8), seed=1)
+    sigma = [float(oracle.sigma(t)) for t in T]
+    res = analyse_jacobians(_oracle_jacobians(oracle), images=[10, 11], labels=[3, 4], t=T, sigma=sigma, run="r",
+                            kappa=0.1, kappa_sweep=[0.0, 0.1, 1e6], progress=False)
+    return oracle, sigma, res
+
+
 def test_gaussian_oracle_tables():
     k = 5
-    oracle = GaussianSubspaceOracle.random(64, k, variances=[4.0, 3.0, 2.0, 1.5, 1.0], data_shape=(1, 8, 8), seed=1)
-    J = _oracle_jacobians(oracle)
-    sigma = [float(oracle.sigma(t)) for t in T]
-    res = analyse_jacobians(J, images=[10, 11], labels=[3, 4], t=T, sigma=sigma, run="r", kappa=0.1,
-                            kappa_sweep=[0.0, 0.1, 1e6], progress=False)
+    oracle, sigma, res = _five_dim_oracle()
     d = res.diagnostics
     assert len(d) == 4 and set(d["image"]) == {10, 11} and set(d["label"]) == {3, 4}
     assert (d["local_dim"] == k).all()  # alpha^2 lambda_min >= kappa sigma^2 at both t
@@ -106,11 +111,7 @@ def test_summary_table_on_the_oracle():
     from score_geometry.analysis import summary_table
 
     k = 5
-    oracle = GaussianSubspaceOracle.random(64, k, variances=[4.0, 3.0, 2.0, 1.5, 1.0], data_shape=(1, 8, 8), seed=1)
-    J = _oracle_jacobians(oracle)
-    sigma = [float(oracle.sigma(t)) for t in T]
-    res = analyse_jacobians(J, images=[0, 1], labels=[0, 0], t=T, sigma=sigma, run="r", kappa=0.1,
-                            kappa_sweep=[0.1], progress=False)
+    _, _, res = _five_dim_oracle()
     s = summary_table(res.diagnostics, res.overlaps)
     assert s["t"].tolist() == T and (s["n_images"] == 2).all()
     assert (s["r_t_median"] == k).all() and (s["r_t_mean"] == k).all()
