@@ -22,14 +22,19 @@ $(STAMP): pyproject.toml
 	rm -f $(VENV)/.installed-*
 	touch $@
 
-# Debian's Fashion-MNIST IDX files, used by the fashion-mnist data set and its test (needs root and apt).
+# Debian packages the tests use (needs root and apt; skipped otherwise, and the tests that need them skip
+# with the reason): Fashion-MNIST's IDX files, and Chromium for opening the HTML report as a web page.
 system-deps:
-	@if [ ! -d /usr/share/datasets/fashion-mnist ] && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null; \
+	@missing=""; \
+	[ -d /usr/share/datasets/fashion-mnist ] || missing="$$missing dataset-fashion-mnist"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	if [ -n "$$missing" ] && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
 # Rebuild only the figures of the default run (upstream results must exist or are built first).
-FIGURE_RULES := plot_fig2 plot_fig3_cosines plot_fig3_spectrum plot_fig3_local_dims plot_fig4
+FIGURE_RULES := plot_fig1 plot_fig2 plot_fig3_cosines plot_fig3_spectrum plot_fig3_local_dims plot_fig4 \
+	plot_skew_shares plot_estimators
 figures: $(STAMP)
 	$(BIN)/snakemake $(FIGURE_RULES) --cores $(CORES) --forcerun $(FIGURE_RULES)
 

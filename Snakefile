@@ -8,6 +8,9 @@ min_version("9.0")
 configfile: "config.yaml"
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
@@ -15,6 +18,26 @@ include: "workflow/rules/sample.smk"
 include: "workflow/rules/jacobian.smk"
 include: "workflow/rules/spectra.smk"
 include: "workflow/rules/plots.smk"
+include: "workflow/rules/toy.smk"
+include: "workflow/rules/report.smk"
+include: "workflow/rules/vae.smk"
+
+
+# Tiny jobs run where Snakemake runs, not as cluster jobs.
+localrules:
+    all,
+    aggregate_spectra,
+    summarise_results,
+    summarise_benchmarks,
+    plot_fig2,
+    plot_fig3_cosines,
+    plot_fig3_spectrum,
+    plot_fig3_local_dims,
+    plot_fig4,
+    plot_fig1,
+    plot_skew_shares,
+    compare_estimators,
+    plot_estimators,
 
 
 rule all:

@@ -21,20 +21,36 @@ def _single_thread():
     torch.set_num_threads(1)
 
 
-@pytest.fixture
-def workflow_dir(tmp_path: Path) -> Path:
-    """A fresh copy of the workflow (no results) to run `snakemake` in."""
+def copy_workflow(dest: Path) -> Path:
+    """Copy the workflow (no results) into `dest`."""
     for name in WORKFLOW_FILES:
         src = ROOT / name
         if src.is_dir():
-            shutil.copytree(src, tmp_path / name)
+            shutil.copytree(src, dest / name)
         elif src.exists():
-            shutil.copy2(src, tmp_path / name)
-    return tmp_path
+            shutil.copy2(src, dest / name)
+    return dest
 
 
-def run_snakemake(cwd: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    """Run the snakemake CLI of this interpreter's environment in `cwd`."""
+@pytest.fixture
+def workflow_dir(tmp_path: Path) -> Path:
+    """A fresh copy of the workflow (no results) to run `snakemake` in."""
+    return copy_workflow(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    """The workflow directory after one complete run of the tiny preset, shared by the tests that only read
+    its outputs or dry-run against it (`snakemake -n`); tests that change results use `workflow_dir`."""
+    wd = copy_workflow(tmp_path_factory.mktemp("tiny_run"))
+    proc = run_snakemake(wd, "--cores", "2", "--configfile", "presets/tiny.yaml")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return wd
+
+
+def run_snakemake(cwd: Path, *args: str, timeout: float = 600,
+                  env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run the snakemake CLI of this interpreter's environment in `cwd` (extra environment variables in `env`)."""
     exe = Path(sys.executable).with_name("snakemake")
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
     return subprocess.run([str(exe), *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)

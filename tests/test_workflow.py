@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -28,10 +29,12 @@ def test_lint(workflow_dir):
     assert "Congratulations" in proc.stdout + proc.stderr
 
 
-def test_tiny_run_end_to_end(workflow_dir):
-    proc = run_snakemake(workflow_dir, "--cores", "2", "--configfile", "presets/tiny.yaml")
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    out = workflow_dir / "results" / "tiny"
+TINY = ("--cores", "2", "--configfile", "presets/tiny.yaml")
+FIGURES = ("fig2_features", "fig3_cosines", "fig3_spectrum", "fig3_local_dims", "fig4_overlaps")
+
+
+def test_tiny_run_end_to_end(tiny_run):
+    out = tiny_run / "results" / "tiny"
 
     data, attrs = io.read_h5(out / "samples" / "sequences.h5")
     times = [0.01, 0.03, 0.05, 0.15, 0.3]
@@ -57,37 +60,76 @@ def test_tiny_run_end_to_end(workflow_dir):
     assert len(io.read_jsonl(out / "model" / "metrics.jsonl")) == 4
     for rule in ("prepare_data", "train_model", "train_classifier", "sample_sequences"):
         assert (out / "benchmarks" / f"{rule}.tsv").exists()
-        assert (workflow_dir / "logs" / rule / "tiny.log").exists()
+        assert (tiny_run / "logs" / rule / "tiny.log").exists()
     assert (out / "samples" / "samples_grid.png").stat().st_size > 1000
     summary = pd.read_csv(out / "stats" / "summary.csv")
     assert summary["t"].tolist() == times and (summary["n_images"] == 4).all()
+    for fig in FIGURES:
+        for ext in ("pdf", "png"):
+            assert (out / "figures" / f"{fig}.{ext}").stat().st_size > 1000, (fig, ext)
+    # The report's stage table covers every benchmarked rule, shards summed.
+    stages = pd.read_csv(out / "stats" / "stage_times.csv").set_index("rule")
+    assert stages.loc["compute_jacobians", "jobs"] == 2 and stages.loc["analyse_spectra", "jobs"] == 2
+    assert {"train_model", "sample_sequences", "calibrate_noise_floor", "total"} <= set(stages.index)
+    for table in ("summary", "calibration_summary", "stage_times"):
+        assert "<table" in (out / "stats" / f"{table}.html").read_text()
 
-    again = run_snakemake(workflow_dir, "-n", "--cores", "2", "--configfile", "presets/tiny.yaml")
+
+def test_nothing_left_to_do(tiny_run):
+    again = run_snakemake(tiny_run, "-n", *TINY)
     assert again.returncode == 0
     assert "Nothing to be done" in again.stdout + again.stderr
 
-    # Changing only an analysis option reruns the analysis, never the Jacobians, sampling or training.
-    (workflow_dir / "kappa.yaml").write_text("analysis:\n  kappa: 0.2\n")
-    plan = run_snakemake(workflow_dir, "-n", "--cores", "2", "--configfile", "presets/tiny.yaml", "kappa.yaml")
+
+def test_analysis_option_reruns_no_jacobians(tiny_run):
+    (tiny_run / "kappa.yaml").write_text("analysis:\n  kappa: 0.2\n")
+    plan = run_snakemake(tiny_run, "-n", *TINY, "kappa.yaml")
     jobs = _planned_jobs(plan.stdout + plan.stderr)
     assert {"analyse_spectra", "aggregate_spectra", "calibrate_noise_floor"} <= jobs, jobs
+    assert {"plot_fig3_spectrum", "plot_fig3_local_dims", "plot_fig4"} <= jobs, jobs
     assert not jobs & {"train_model", "sample_sequences", "compute_jacobians", "compute_heldout_jacobians"}, jobs
 
-    # Every figure exists as PDF and PNG; a plot option reruns only its own figure.
-    for fig in ("fig2_features", "fig3_cosines", "fig3_spectrum", "fig3_local_dims", "fig4_overlaps"):
-        for ext in ("pdf", "png"):
-            assert (out / "figures" / f"{fig}.{ext}").stat().st_size > 1000, (fig, ext)
-    (workflow_dir / "fig2.yaml").write_text("plots:\n  fig2_image: 1\n")
-    plan = run_snakemake(workflow_dir, "-n", "--cores", "2", "--configfile", "presets/tiny.yaml", "fig2.yaml")
+
+def test_plot_option_reruns_only_its_figure(tiny_run):
+    (tiny_run / "fig2.yaml").write_text("plots:\n  fig2_image: 1\n")
+    plan = run_snakemake(tiny_run, "-n", *TINY, "fig2.yaml")
     assert _planned_jobs(plan.stdout + plan.stderr) == {"plot_fig2"}, plan.stdout
 
-    # Determinism: a second run of the same config from scratch gives identical sequences.
+
+@pytest.mark.parametrize("edit, expected", [
+    # the body of one figure's function: that figure alone
+    (("ax.set_xlabel(\"rank i\")", "ax.set_xlabel(\"rank  i\")"), {"plot_fig3_cosines"}),
+    # a helper shared by the figures that colour by t: exactly those figures
+    (("def _t_colours(ts) -> dict:\n", "def _t_colours(ts) -> dict:\n    ts = list(ts)\n"),
+     {"plot_fig3_spectrum", "plot_fig3_local_dims", "plot_fig4"}),
+])
+def test_plotting_code_change_reruns_only_its_figures(tiny_run, tmp_path, edit, expected):
+    """Editing the installed drawing code (a copy of the package, first on PYTHONPATH) reruns only the figures
+    whose code changed, never an upstream job."""
     import shutil
-    shutil.rmtree(workflow_dir / "results")
-    rerun = run_snakemake(workflow_dir, "--cores", "2", "--configfile", "presets/tiny.yaml")
+
+    import score_geometry
+
+    pkg = tmp_path / "score_geometry"
+    shutil.copytree(Path(score_geometry.__file__).parent, pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    source = (pkg / "plots.py").read_text()
+    old, new = edit
+    assert source.count(old) >= 1, old
+    (pkg / "plots.py").write_text(source.replace(old, new))
+    plan = run_snakemake(tiny_run, "-n", *TINY, env={"PYTHONPATH": str(tmp_path)})
+    assert plan.returncode == 0, plan.stderr
+    assert _planned_jobs(plan.stdout + plan.stderr) == expected, plan.stdout
+
+
+def test_same_config_same_results(tiny_run, workflow_dir):
+    """Determinism: a second run of the same config from scratch gives identical sequences and Jacobians."""
+    rerun = run_snakemake(workflow_dir, *TINY)
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
-    data2, _ = io.read_h5(out / "samples" / "sequences.h5")
-    np.testing.assert_array_equal(data["x_t"], data2["x_t"])
+    a, b = tiny_run / "results" / "tiny", workflow_dir / "results" / "tiny"
+    np.testing.assert_array_equal(io.read_h5(a / "samples" / "sequences.h5")[0]["x_t"],
+                                  io.read_h5(b / "samples" / "sequences.h5")[0]["x_t"])
+    np.testing.assert_array_equal(io.read_h5(a / "jacobians" / "shard_0.h5")[0]["J"],
+                                  io.read_h5(b / "jacobians" / "shard_0.h5")[0]["J"])
 
 
 def test_oracle_through_the_same_rules(workflow_dir):

@@ -182,6 +182,13 @@ def write_text(path: str | os.PathLike, text: str) -> None:
         tmp.write_text(text)
 
 
+def read_benchmarks(paths: list[str | os.PathLike]) -> dict[str, "pd.DataFrame"]:
+    """Snakemake `benchmark:` TSVs, keyed by file stem (``<rule>`` or ``<rule>_shard_<k>``)."""
+    import pandas as pd
+
+    return {Path(p).stem: pd.read_csv(p, sep="\t") for p in paths}
+
+
 def concat_parquet(paths: list[str | os.PathLike], out: str | os.PathLike) -> None:
     """Concatenate tables with the same columns (shards) into one Parquet file."""
     import pandas as pd

@@ -121,9 +121,10 @@ def fig3_spectrum(spectra: "pd.DataFrame", diagnostics: "pd.DataFrame", *, examp
     return fig
 
 
-def fig3_local_dims(diagnostics: "pd.DataFrame", *, baseline: "pd.DataFrame | None" = None) -> plt.Figure:
+def fig3_local_dims(diagnostics: "pd.DataFrame", *, baseline: "pd.DataFrame | None" = None,
+                    baseline_label: str = "baseline") -> plt.Figure:
     """Fig. 3 bottom right: distribution of r_t over images at each t (violins with the points), with a
-    baseline's range (e.g. the VAE's local dimension) shaded when given (columns local_dim)."""
+    baseline's 5-95% range (e.g. the VAE's local dimension) shaded when given (column local_dim)."""
     ts = sorted(diagnostics["t"].unique())
     colours = _t_colours(ts)
     fig, ax = plt.subplots(figsize=(4.0, 3.4))
@@ -137,7 +138,7 @@ def fig3_local_dims(diagnostics: "pd.DataFrame", *, baseline: "pd.DataFrame | No
         ax.plot(i + rng.uniform(-0.12, 0.12, len(y)), y, ".", color=colours[t], ms=3, mec="k", mew=0.2)
     if baseline is not None and len(baseline):
         lo, hi = baseline["local_dim"].quantile([0.05, 0.95])
-        ax.axhspan(lo, hi, color="0.85", zorder=0, label="baseline 5–95%")
+        ax.axhspan(lo, hi, color="0.85", zorder=0, label=f"{baseline_label}, 5–95%")
         ax.legend(fontsize=7)
     ax.set_xticks(range(len(ts)), [f"{t:g}" for t in ts])
     ax.set_xlabel("t")

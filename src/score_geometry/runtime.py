@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -42,6 +43,10 @@ def resolve_device(name: str) -> torch.device:
             usable = True
         except Exception as e:  # noqa: BLE001 - any driver error means "not usable"
             log.warning("CUDA is advertised but not usable (%s); falling back to CPU", e)
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     if name == "cuda" and not usable:
-        raise RuntimeError("device: cuda was requested but no usable CUDA device is present")
-    return torch.device("cuda" if usable else "cpu")
+        raise RuntimeError(f"device: cuda was requested but no usable CUDA device is present "
+                           f"(CUDA_VISIBLE_DEVICES={visible})")
+    device = torch.device("cuda" if usable else "cpu")
+    log.info("device %s (asked for %s; CUDA_VISIBLE_DEVICES=%s)", device, name, visible)
+    return device

@@ -20,11 +20,24 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import io
+from .mlp import build_mlp
 from .score import dsm_loss
 from .sde import VPSDE
 from .unet import build_unet
 
 log = logging.getLogger(__name__)
+
+ARCHITECTURES = ("unet", "mlp")
+
+
+def build_model(model_cfg: Mapping[str, Any]) -> nn.Module:
+    """The network named by ``model_cfg["architecture"]``: ``unet`` (the default, MNIST) or ``mlp`` (toy data)."""
+    arch = model_cfg.get("architecture", "unet")
+    if arch == "unet":
+        return build_unet(model_cfg)
+    if arch == "mlp":
+        return build_mlp(model_cfg)
+    raise ValueError(f"model.architecture must be one of {ARCHITECTURES}, got {arch!r}")
 
 
 @dataclass
@@ -60,7 +73,7 @@ def init_state(model_cfg: Mapping[str, Any], train_cfg: Mapping[str, Any], *, se
                device: torch.device | str = "cpu") -> TrainState:
     """Fresh model, EMA copy, Adam and generator, all seeded from `seed`."""
     torch.manual_seed(seed)
-    model = build_unet(model_cfg).to(device)
+    model = build_model(model_cfg).to(device)
     ema = copy.deepcopy(model).requires_grad_(False)
     optimizer = torch.optim.Adam(model.parameters(), lr=train_cfg["lr"])
     generator = torch.Generator(device=device).manual_seed(seed)
@@ -85,7 +98,8 @@ def learning_rate(step: int, train_cfg: Mapping[str, Any]) -> float:
 
 def train_step(state: TrainState, images: torch.Tensor, sde: VPSDE, train_cfg: Mapping[str, Any],
                *, parameterisation: str) -> float:
-    """One optimiser step on a random batch of `images` (N, 1, 28, 28); returns the loss.
+    """One optimiser step on a random batch of `images` (N, *S): (N, 1, 28, 28) digits or (N, 3) toy points;
+    returns the loss.
 
     Raises:
         FloatingPointError: on a NaN/inf loss, before any weight is touched.
@@ -124,7 +138,7 @@ def train_model(images: torch.Tensor, cfg: Mapping[str, Any], *, checkpoint_path
     """Train (or resume training) the score network to `cfg["train"]["steps"]`.
 
     Args:
-        images: (N, 1, 28, 28) training images in [-1, 1].
+        images: (N, *S) training data: (N, 1, 28, 28) images in [-1, 1], or (N, 3) points of the toy surface.
         cfg: resolved config with sections ``seed``, ``sde``, ``model``, ``train``. Its hash is stored in
             every checkpoint; a checkpoint made with a different config is never resumed from.
         checkpoint_path: the rolling training-state checkpoint, rewritten atomically every
@@ -180,14 +194,15 @@ def train_model(images: torch.Tensor, cfg: Mapping[str, Any], *, checkpoint_path
 
 def load_ema_model(checkpoint: Mapping[str, Any], *, device: torch.device | str = "cpu") -> nn.Module:
     """Rebuild the EMA network (eval mode, no grads) from a checkpoint dict written by `train_model`."""
-    model = build_unet(checkpoint["config"]["model"]).to(device)
+    model = build_model(checkpoint["config"]["model"]).to(device)
     model.load_state_dict(checkpoint["state"]["ema"])
     return model.eval().requires_grad_(False)
 
 
 def final_checkpoint(state: TrainState, cfg: Mapping[str, Any]) -> dict[str, Any]:
     """What sampling and analysis need: model and EMA weights, the step and the resolved config."""
-    return {"kind": "unet", "state": {"model": state.model.state_dict(), "ema": state.ema.state_dict()},
+    return {"kind": cfg["model"].get("architecture", "unet"),
+            "state": {"model": state.model.state_dict(), "ema": state.ema.state_dict()},
             "step": state.step, "config": dict(cfg)}
 
 

@@ -1,7 +1,10 @@
 # Config validation (before any job runs), output paths and small input functions.
+import shutil
+
 from snakemake.utils import validate
 
 from score_geometry.config import ConfigError, check_config
+from score_geometry.provenance import code_fingerprint
 
 
 validate(config, schema="../schemas/config.schema.yaml")
@@ -14,7 +17,8 @@ RUN = config["run"]
 OUT = f"results/{RUN}"
 ENV = "../../envs/score-geometry.yaml"
 SHARDS = list(range(config["jacobian"]["shards"]))
-FIGURES = ("fig2_features", "fig3_cosines", "fig3_spectrum", "fig3_local_dims", "fig4_overlaps")
+FIGURES = ("fig2_features", "fig3_cosines", "fig3_spectrum", "fig3_local_dims", "fig4_overlaps",
+           "fig1_toy", "skew_shares")
 TABLE_FILES = ("spectra.parquet", "local_dims.parquet", "overlaps.parquet", "diagnostics.parquet")
 
 
@@ -31,23 +35,98 @@ def final_outputs():
         f"{OUT}/stats/features.h5",
         f"{OUT}/stats/calibration_summary.csv",
         f"{OUT}/stats/summary.csv",
+        f"{OUT}/toy/summary.csv",
+        f"{OUT}/vae/local_dims.parquet",
+        f"{OUT}/estimators/comparison.csv",
+        f"{OUT}/estimators/comparison.md",
+        *expand(f"{OUT}/figures/estimators.{{ext}}", ext=("pdf", "png")),
+        f"{OUT}/stats/stage_times.csv",
         *expand(f"{OUT}/figures/{{fig}}.{{ext}}", fig=FIGURES, ext=("pdf", "png")),
     ]
 
 
+def plot_code(name, module="score_geometry.plots"):
+    """Fingerprint of one figure's drawing code, passed as a param so editing it reruns that figure alone."""
+    return code_fingerprint(module, name)
+
+
+def stage_benchmarks(wildcards=None):
+    """Every rule's `benchmark:` file (shards expanded), for the report's stage-time table."""
+    files = set()
+    for r in workflow.rules:
+        if r.benchmark is not None:
+            files |= {str(r.benchmark.apply_wildcards({"shard": k})) for k in SHARDS}
+    return sorted(files)
+
+
+# --- resources: what a scheduler needs to place each job (profiles/ set partitions, GPUs and threads) ---
+# Seconds per unit of work, measured on the default config with 2 CPU cores (docs/benchmarks.md). One GPU is
+# assumed GPU_SPEEDUP times faster: an assumption, not a measurement (no GPU was available; see README,
+# "Running on a cluster"). Runtimes (minutes) get 50% headroom plus 10 minutes and grow with each attempt, so a
+# job that hit its time limit is resubmitted with more (training resumes from its checkpoint).
+CPU_SECONDS = {"train_image": 717 / (2500 * 64), "sample_image_step": 254 / (128 * 1000), "jacobian": 1.9}
+GPU_SPEEDUP = 200
+
+
 def cpu_threads(wildcards=None):
-    """Torch-heavy jobs take every core they are given."""
-    return max(1, workflow.cores)
+    """Torch-heavy jobs take every core of a local run; on a cluster (no --cores) the profile's set-threads
+    decides, and 1 is the safe fallback."""
+    return max(1, workflow._cores or 1)
+
+
+def uses_gpu():
+    """CUDA in config, or `auto` where a GPU is visible (nvidia-smi) or the jobs go to a cluster (whose profile
+    asks for GPUs)."""
+    device = config["device"]
+    return device == "cuda" or (device == "auto" and (shutil.which("nvidia-smi") is not None
+                                                      or workflow.non_local_exec))
 
 
 def gpu_count(wildcards=None):
-    """Jobs that compute Jacobians ask the scheduler for one GPU when the config says CUDA."""
-    return 1 if config["device"] == "cuda" else 0
+    """GPU jobs ask for one GPU (never more: no rule is grouped), so `--resources gpu=1` on a one-GPU
+    workstation runs one at a time."""
+    return 1 if uses_gpu() and config["device"] != "cpu" else 0
+
+
+def model_cost():
+    """Compute per image of the configured U-Net relative to the default one (squared widths x blocks)."""
+    m = config["model"]
+    if m["score_model"] != "unet":
+        return 0.05
+    widths = sum(c * c for c in m["channels"]) * m["num_res_blocks"] * (1.6 if m["attention"] else 1.0)
+    return widths / (32**2 + 64**2 + 64**2)
+
+
+def _runtime(cpu_seconds, attempt):
+    seconds = cpu_seconds / (GPU_SPEEDUP if gpu_count() else 1)
+    return int(attempt * (10 + 1.5 * seconds / 60))
+
+
+def train_runtime(wildcards=None, attempt=1):
+    t = config["train"]
+    return _runtime(t["steps"] * t["batch_size"] * CPU_SECONDS["train_image"] * model_cost(), attempt)
+
+
+def sample_runtime(wildcards=None, attempt=1):
+    s = config["sample"]
+    return _runtime(s["n_images"] * s["n_steps"] * CPU_SECONDS["sample_image_step"] * model_cost(), attempt)
+
+
+def _jacobians_per_shard():
+    per_shard = -(-config["jacobian"]["n_images"] // config["jacobian"]["shards"])
+    return per_shard * len(config["sample"]["times"])
+
+
+def jacobian_runtime(wildcards=None, attempt=1):
+    return _runtime(_jacobians_per_shard() * CPU_SECONDS["jacobian"] * model_cost(), attempt)
+
+
+def heldout_jacobian_runtime(wildcards=None, attempt=1):
+    n = config["calibration"]["n_images"] * len(config["sample"]["times"])
+    return _runtime(n * CPU_SECONDS["jacobian"] * model_cost(), attempt)
 
 
 def jacobian_mem_mb(wildcards=None, attempt=1):
     """A shard holds n_images/shards x n_times Jacobians of 784 x 784 float32 (2.4 MB each) in memory,
     plus the analysis' float64 copies; scale with the shard size, more on each retry."""
-    per_shard = -(-config["jacobian"]["n_images"] // config["jacobian"]["shards"])
-    n_jac = per_shard * len(config["sample"]["times"])
-    return int((2000 + 8 * n_jac) * attempt)
+    return int((2000 + 8 * _jacobians_per_shard()) * attempt)

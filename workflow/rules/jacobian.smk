@@ -16,7 +16,7 @@ rule compute_jacobians:
         ENV
     resources:
         mem_mb=jacobian_mem_mb,
-        runtime=60,
+        runtime=jacobian_runtime,
         gpu=gpu_count,
     script:
         "../scripts/compute_jacobians.py"
@@ -42,7 +42,7 @@ rule compute_heldout_jacobians:
         ENV
     resources:
         mem_mb=4000,
-        runtime=60,
+        runtime=heldout_jacobian_runtime,
         gpu=gpu_count,
     script:
         "../scripts/compute_heldout_jacobians.py"
@@ -56,6 +56,8 @@ rule calibrate_noise_floor:
         table=f"{OUT}/stats/calibration.parquet",
         summary=f"{OUT}/stats/calibration_summary.csv",
         markdown=f"{OUT}/stats/calibration_summary.md",
+        html=report(f"{OUT}/stats/calibration_summary.html", caption="../report/calibration.rst",
+                    category="2. Tables", labels={"table": "noise-floor calibration"}),
     params:
         run=RUN,
         analysis=config["analysis"],

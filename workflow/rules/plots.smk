@@ -1,5 +1,6 @@
-# One rule per figure; each reads only the aggregated tables and receives only its own plot options,
-# so changing a plot option reruns that figure alone.
+# One rule per figure; each reads only the aggregated tables and receives only its own plot options and a
+# fingerprint of its own drawing code, so changing either reruns that figure alone. The PNGs go to the
+# Snakemake report (captions in workflow/report/).
 
 
 rule plot_fig2:
@@ -7,10 +8,13 @@ rule plot_fig2:
         sequences=f"{OUT}/samples/sequences.h5",
         features=f"{OUT}/stats/features.h5",
     output:
-        multiext(f"{OUT}/figures/fig2_features", ".pdf", ".png"),
+        pdf=f"{OUT}/figures/fig2_features.pdf",
+        png=report(f"{OUT}/figures/fig2_features.png", caption="../report/fig2.rst", category="1. Figures",
+                   labels={"figure": "Fig. 2", "content": "feature vectors of one sequence"}),
     params:
         image=config["plots"]["fig2_image"],
         dpi=config["plots"]["dpi"],
+        code=plot_code("fig2_features"),
     log:
         f"logs/plot_fig2/{RUN}.log",
     conda:
@@ -23,10 +27,13 @@ rule plot_fig3_cosines:
     input:
         spectra=f"{OUT}/stats/spectra.parquet",
     output:
-        multiext(f"{OUT}/figures/fig3_cosines", ".pdf", ".png"),
+        pdf=f"{OUT}/figures/fig3_cosines.pdf",
+        png=report(f"{OUT}/figures/fig3_cosines.png", caption="../report/fig3_cosines.rst", category="1. Figures",
+                   labels={"figure": "Fig. 3a", "content": "(top) cos(u_i, v_i) against rank"}),
     params:
         examples=config["plots"]["examples"],
         dpi=config["plots"]["dpi"],
+        code=plot_code("fig3_cosines"),
     log:
         f"logs/plot_fig3_cosines/{RUN}.log",
     conda:
@@ -40,10 +47,13 @@ rule plot_fig3_spectrum:
         spectra=f"{OUT}/stats/spectra.parquet",
         diagnostics=f"{OUT}/stats/diagnostics.parquet",
     output:
-        multiext(f"{OUT}/figures/fig3_spectrum", ".pdf", ".png"),
+        pdf=f"{OUT}/figures/fig3_spectrum.pdf",
+        png=report(f"{OUT}/figures/fig3_spectrum.png", caption="../report/fig3_spectrum.rst",
+                   category="1. Figures", labels={"figure": "Fig. 3b", "content": "(bottom left) 1/s_i against rank"}),
     params:
         examples=config["plots"]["examples"],
         dpi=config["plots"]["dpi"],
+        code=plot_code("fig3_spectrum"),
     log:
         f"logs/plot_fig3_spectrum/{RUN}.log",
     conda:
@@ -55,10 +65,16 @@ rule plot_fig3_spectrum:
 rule plot_fig3_local_dims:
     input:
         diagnostics=f"{OUT}/stats/diagnostics.parquet",
+        vae=[f"{OUT}/vae/local_dims.parquet"] if config["plots"]["vae_baseline"] else [],
     output:
-        multiext(f"{OUT}/figures/fig3_local_dims", ".pdf", ".png"),
+        pdf=f"{OUT}/figures/fig3_local_dims.pdf",
+        png=report(f"{OUT}/figures/fig3_local_dims.png", caption="../report/fig3_local_dims.rst",
+                   category="1. Figures",
+                   labels={"figure": "Fig. 3c", "content": "(bottom right) local dimension r_t over images"}),
     params:
         dpi=config["plots"]["dpi"],
+        code=plot_code("fig3_local_dims"),
+        vae_baseline=config["plots"]["vae_baseline"],
     log:
         f"logs/plot_fig3_local_dims/{RUN}.log",
     conda:
@@ -72,9 +88,12 @@ rule plot_fig4:
         overlaps=f"{OUT}/stats/overlaps.parquet",
         diagnostics=f"{OUT}/stats/diagnostics.parquet",
     output:
-        multiext(f"{OUT}/figures/fig4_overlaps", ".pdf", ".png"),
+        pdf=f"{OUT}/figures/fig4_overlaps.pdf",
+        png=report(f"{OUT}/figures/fig4_overlaps.png", caption="../report/fig4.rst", category="1. Figures",
+                   labels={"figure": "Fig. 4", "content": "subspace overlaps Phi_n"}),
     params:
         dpi=config["plots"]["dpi"],
+        code=plot_code("fig4_overlaps"),
     log:
         f"logs/plot_fig4/{RUN}.log",
     conda:

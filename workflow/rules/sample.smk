@@ -16,7 +16,8 @@ rule sample_sequences:
         ENV
     resources:
         mem_mb=4000,
-        runtime=60,
+        runtime=sample_runtime,
+        gpu=gpu_count,
     script:
         "../scripts/sample_sequences.py"
 
@@ -29,7 +30,8 @@ rule evaluate_samples:
     output:
         quality=f"{OUT}/samples/quality.json",
         predictions=f"{OUT}/samples/predictions.parquet",
-        grid=f"{OUT}/samples/samples_grid.png",
+        grid=report(f"{OUT}/samples/samples_grid.png", caption="../report/samples.rst", category="1. Figures",
+                    labels={"figure": "samples", "content": "generated digits with predicted labels"}),
     params:
         seed=config["seed"],
     log:

@@ -47,6 +47,8 @@ rule summarise_results:
     output:
         csv=f"{OUT}/stats/summary.csv",
         markdown=f"{OUT}/stats/summary.md",
+        html=report(f"{OUT}/stats/summary.html", caption="../report/summary.rst", category="2. Tables",
+                    labels={"table": "summary per t"}),
     log:
         f"logs/summarise_results/{RUN}.log",
     conda:

@@ -22,8 +22,9 @@ rule train_model:
     conda:
         ENV
     resources:
-        mem_mb=8000,
-        runtime=120,
+        mem_mb=4000,
+        runtime=train_runtime,
+        gpu=gpu_count,
     script:
         "../scripts/train_model.py"
 

@@ -8,6 +8,7 @@ import pandas as pd
 
 from score_geometry import io
 from score_geometry.analysis import calibration_from_jacobians
+from score_geometry.report import html_table
 
 p = snakemake.params
 analysis = dict(p.analysis)
@@ -17,3 +18,4 @@ table, summary = calibration_from_jacobians(heldout, pd.read_parquet(snakemake.i
 io.write_parquet(snakemake.output.table, table)
 io.write_csv(snakemake.output.summary, summary)
 io.write_text(snakemake.output.markdown, summary.to_markdown(index=False, floatfmt=".3f") + "\n")
+io.write_text(snakemake.output.html, html_table(summary, title="Noise-floor calibration per source and t"))

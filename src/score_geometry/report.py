@@ -1,0 +1,50 @@
+"""Tables for the Snakemake report: the stage benchmarks of a run."""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import pandas as pd
+
+
+def stage_times(benchmarks: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+    """One row per rule from Snakemake `benchmark:` tables, sharded rules summed, plus a `total` row.
+
+    Args:
+        benchmarks: file stem (``<rule>`` or ``<rule>_shard_<k>``) -> the benchmark TSV as read by pandas
+            (columns ``s``, ``cpu_time``, ``max_rss``, …; the last row is the latest run).
+
+    Returns:
+        Columns rule, jobs, wall_s, wall_min, cpu_s, max_rss_mb; sorted by wall time, `total` last. Wall
+        seconds add up to what a user waits only when jobs run one after another.
+    """
+    rows = []
+    for stem, table in benchmarks.items():
+        last = table.iloc[-1]
+        rows.append({"rule": stem.split("_shard_")[0], "jobs": 1, "wall_s": float(last["s"]),
+                     "cpu_s": float(last["cpu_time"]), "max_rss_mb": float(last["max_rss"])})
+    if not rows:
+        raise ValueError("no benchmark tables")
+    df = pd.DataFrame(rows).groupby("rule", as_index=False).agg(
+        jobs=("jobs", "sum"), wall_s=("wall_s", "sum"), cpu_s=("cpu_s", "sum"), max_rss_mb=("max_rss_mb", "max"))
+    df = df.sort_values("wall_s", ascending=False, kind="stable")
+    total = pd.DataFrame([{"rule": "total", "jobs": df["jobs"].sum(), "wall_s": df["wall_s"].sum(),
+                           "cpu_s": df["cpu_s"].sum(), "max_rss_mb": df["max_rss_mb"].max()}])
+    out = pd.concat([df, total], ignore_index=True)
+    out.insert(3, "wall_min", out["wall_s"] / 60)
+    return out
+
+
+_TABLE_CSS = """body{font-family:sans-serif;font-size:13px;margin:12px;color:#1e293b}
+h2{font-size:15px}table{border-collapse:collapse}th,td{padding:3px 8px;text-align:right;border-bottom:1px solid #cbd5e1}
+th{background:#f1f5f9;position:sticky;top:0}tr:hover td{background:#f8fafc}"""
+
+
+def html_table(df: pd.DataFrame, *, title: str, digits: int = 3) -> str:
+    """A standalone HTML page showing `df` (the Snakemake report displays HTML, not CSV, inline).
+
+    Floats are printed with `digits` significant digits; the CSV next to it keeps full precision.
+    """
+    body = df.to_html(index=False, border=0, float_format=lambda v: f"{v:.{digits}g}", classes="table")
+    return (f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{title}</title>"
+            f"<style>{_TABLE_CSS}</style></head>\n<body><h2>{title}</h2>\n{body}\n</body></html>\n")

@@ -1,0 +1,88 @@
+# Fig. 1 toy (issue 6): a density on a sphere in R^3, an MLP score model trained with the image model's
+# VP-SDE, loss and loop, and where its non-conservative part acts. Plus the same split on MNIST (skew shares).
+
+
+rule train_toy:
+    output:
+        model=f"{OUT}/toy/model.pt",
+        options=f"{OUT}/toy/training_options.json",
+        metrics=f"{OUT}/toy/metrics.jsonl",
+    params:
+        device=config["device"],
+        sde=config["sde"],
+        toy=config["toy"],
+        # The rolling resume state lives outside the declared outputs so a killed job keeps it.
+        workdir=f"{OUT}/toy/work",
+    threads: 1
+    log:
+        f"logs/train_toy/{RUN}.log",
+    benchmark:
+        f"{OUT}/benchmarks/train_toy.tsv"
+    conda:
+        ENV
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    script:
+        "../scripts/train_toy.py"
+
+
+rule analyse_toy:
+    input:
+        model=f"{OUT}/toy/model.pt",
+    output:
+        points=f"{OUT}/toy/points.parquet",
+        summary=f"{OUT}/toy/summary.csv",
+        field=f"{OUT}/toy/field.h5",
+    params:
+        sde=config["sde"],
+        toy=config["toy"],
+    threads: 1
+    log:
+        f"logs/analyse_toy/{RUN}.log",
+    benchmark:
+        f"{OUT}/benchmarks/analyse_toy.tsv"
+    conda:
+        ENV
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../scripts/analyse_toy.py"
+
+
+rule plot_fig1:
+    input:
+        field=f"{OUT}/toy/field.h5",
+        points=f"{OUT}/toy/points.parquet",
+    output:
+        pdf=f"{OUT}/figures/fig1_toy.pdf",
+        png=report(f"{OUT}/figures/fig1_toy.png", caption="../report/fig1.rst", category="1. Figures",
+                   labels={"figure": "Fig. 1", "content": "toy: where a learned field is non-conservative"}),
+    params:
+        dpi=config["plots"]["dpi"],
+        code=plot_code("fig1_toy", "score_geometry.plots_toy"),
+    log:
+        f"logs/plot_fig1/{RUN}.log",
+    conda:
+        ENV
+    script:
+        "../scripts/plot_fig1.py"
+
+
+rule plot_skew_shares:
+    input:
+        diagnostics=f"{OUT}/stats/diagnostics.parquet",
+    output:
+        pdf=f"{OUT}/figures/skew_shares.pdf",
+        png=report(f"{OUT}/figures/skew_shares.png", caption="../report/skew_shares.rst", category="1. Figures",
+                   labels={"figure": "Skew shares", "content": "MNIST: where J - J^T lies"}),
+    params:
+        dpi=config["plots"]["dpi"],
+        code=plot_code("skew_shares_figure", "score_geometry.plots_toy"),
+    log:
+        f"logs/plot_skew_shares/{RUN}.log",
+    conda:
+        ENV
+    script:
+        "../scripts/plot_skew_shares.py"

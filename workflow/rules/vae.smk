@@ -1,0 +1,117 @@
+# The VAE baseline of Appendix B and the side-by-side local-dimension estimators (docs/estimators.md).
+# Outputs under results/<run>/vae/ and results/<run>/estimators/; the figure under results/<run>/figures/.
+
+VAE_CONDITIONS = ["clean"] + [f"t={t:g}" for t in config["vae"]["times"]]
+
+
+rule train_vae:
+    input:
+        data=f"{OUT}/data/dataset.h5",
+    output:
+        models=expand(f"{OUT}/vae/{{condition}}/vae.pt", condition=VAE_CONDITIONS),
+        options=expand(f"{OUT}/vae/{{condition}}/training_options.json", condition=VAE_CONDITIONS),
+        metrics=expand(f"{OUT}/vae/{{condition}}/metrics.jsonl", condition=VAE_CONDITIONS),
+    params:
+        device=config["device"],
+        data=config["data"],
+        sde=config["sde"],
+        vae=config["vae"],
+        # Rolling resume states live outside the declared outputs so a killed job keeps them.
+        workdir=f"{OUT}/vae/work",
+    threads: cpu_threads
+    log:
+        f"logs/train_vae/{RUN}.log",
+    benchmark:
+        f"{OUT}/benchmarks/train_vae.tsv"
+    conda:
+        ENV
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    script:
+        "../scripts/train_vae.py"
+
+
+rule vae_local_dims:
+    input:
+        models=expand(f"{OUT}/vae/{{condition}}/vae.pt", condition=VAE_CONDITIONS),
+        data=f"{OUT}/data/dataset.h5",
+        sequences=f"{OUT}/samples/sequences.h5",
+        predictions=f"{OUT}/samples/predictions.parquet",
+    output:
+        f"{OUT}/vae/local_dims.parquet",
+    params:
+        vae=config["vae"],
+    threads: 1
+    log:
+        f"logs/vae_local_dims/{RUN}.log",
+    benchmark:
+        f"{OUT}/benchmarks/vae_local_dims.tsv"
+    conda:
+        ENV
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../scripts/vae_local_dims.py"
+
+
+rule estimate_dims:
+    input:
+        data=f"{OUT}/data/dataset.h5",
+        model=f"{OUT}/model/model.pt",
+    output:
+        f"{OUT}/estimators/estimates.parquet",
+    params:
+        device=config["device"],
+        estimators=config["estimators"],
+    threads: cpu_threads
+    log:
+        f"logs/estimate_dims/{RUN}.log",
+    benchmark:
+        f"{OUT}/benchmarks/estimate_dims.tsv"
+    conda:
+        ENV
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    script:
+        "../scripts/estimate_dims.py"
+
+
+rule compare_estimators:
+    input:
+        vae=f"{OUT}/vae/local_dims.parquet",
+        estimates=f"{OUT}/estimators/estimates.parquet",
+        diagnostics=f"{OUT}/stats/diagnostics.parquet",
+    output:
+        csv=f"{OUT}/estimators/comparison.csv",
+        markdown=f"{OUT}/estimators/comparison.md",
+        html=report(f"{OUT}/estimators/comparison.html", caption="../report/comparison.rst", category="2. Tables",
+                    labels={"table": "local-dimension estimators"}),
+    log:
+        f"logs/compare_estimators/{RUN}.log",
+    conda:
+        ENV
+    script:
+        "../scripts/compare_estimators.py"
+
+
+rule plot_estimators:
+    input:
+        vae=f"{OUT}/vae/local_dims.parquet",
+        estimates=f"{OUT}/estimators/estimates.parquet",
+        diagnostics=f"{OUT}/stats/diagnostics.parquet",
+    output:
+        pdf=f"{OUT}/figures/estimators.pdf",
+        png=report(f"{OUT}/figures/estimators.png", caption="../report/estimators.rst", category="1. Figures",
+                   labels={"figure": "VAE and estimators", "content": "local dimension by estimator and digit"}),
+    params:
+        dpi=config["plots"]["dpi"],
+        code=plot_code("estimators_figure", "score_geometry.plots_estimators"),
+    log:
+        f"logs/plot_estimators/{RUN}.log",
+    conda:
+        ENV
+    script:
+        "../scripts/plot_estimators.py"
