@@ -23,11 +23,14 @@ $(STAMP): pyproject.toml
 	touch $@
 
 # Debian packages the tests use (needs root and apt; skipped otherwise, and the tests that need them skip
-# with the reason): Fashion-MNIST's IDX files, and Chromium for opening the HTML report as a web page.
+# with the reason): Fashion-MNIST's IDX files, Chromium for opening the HTML report as a web page, and a
+# one-node SLURM with accounting (slurmctld, slurmd, slurmdbd, MariaDB, munge; no daemon is left running).
 system-deps:
 	@missing=""; \
 	[ -d /usr/share/datasets/fashion-mnist ] || missing="$$missing dataset-fashion-mnist"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	for p in slurmctld slurmd slurmdbd slurm-client munge mariadb-server; do \
+		dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ] && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi

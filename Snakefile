@@ -19,8 +19,8 @@ include: "workflow/rules/jacobian.smk"
 include: "workflow/rules/spectra.smk"
 include: "workflow/rules/plots.smk"
 include: "workflow/rules/toy.smk"
-include: "workflow/rules/report.smk"
 include: "workflow/rules/vae.smk"
+include: "workflow/rules/report.smk"
 
 
 # Tiny jobs run where Snakemake runs, not as cluster jobs.

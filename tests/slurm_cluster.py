@@ -34,6 +34,7 @@ def missing_commands() -> list[str]:
 def install_packages(timeout: float = 900) -> None:
     """apt-get install the Debian packages (root only); daemons are not started by the packages here."""
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-qq"], check=False, capture_output=True, env=env, timeout=timeout)
     subprocess.run(["apt-get", "install", "-y", "-qq", *PACKAGES], check=True, capture_output=True, env=env,
                    timeout=timeout)
 

@@ -14,8 +14,9 @@ from report_browser import _ink, check_report, chromium_path
 
 pytestmark = pytest.mark.slow
 
-FIGURE_LABELS = ("Fig. 1", "Fig. 2", "Fig. 3a", "Fig. 3b", "Fig. 3c", "Fig. 4", "Skew shares", "samples")
-TABLE_LABELS = ("noise-floor calibration", "summary per t", "stage benchmarks")
+FIGURE_LABELS = ("Fig. 1", "Fig. 2", "Fig. 3a", "Fig. 3b", "Fig. 3c", "Fig. 4", "Skew shares", "VAE and estimators",
+                 "samples")
+TABLE_LABELS = ("noise-floor calibration", "summary per t", "stage benchmarks", "local-dimension estimators")
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,7 @@
 
 rule summarise_benchmarks:
     input:
-        stage_benchmarks(),
+        stage_benchmarks,  # a function: evaluated once every rule is defined
     output:
         csv=f"{OUT}/stats/stage_times.csv",
         markdown=f"{OUT}/stats/stage_times.md",
