@@ -301,18 +301,15 @@ def analyse_jacobian(
     # --- scalars -------------------------------------------------------------
     trace = float(np.trace(Jn))
     trace_diff = float(abs(trace - np.sum(lam)))
-    H = 0.5 * (Jn - Jn.T)
     normJ = float(np.linalg.norm(Jn))
-    normH2 = float(np.sum(H * H))
     asym = 0.0 if normJ == 0.0 else float(np.linalg.norm(Jn - Jn.T) / normJ)
 
-    if np.sqrt(normH2) <= skew_tol * normJ or normH2 == 0.0:
-        inside = outside = cross = float("nan")
-    else:
-        Hv = v.T @ H @ v  # H in the right-singular basis; Frobenius norms preserved
-        inside = float(np.sum(Hv[:r, :r] ** 2)) / normH2
-        outside = float(np.sum(Hv[r:, r:] ** 2)) / normH2
-        cross = float(np.sum(Hv[:r, r:] ** 2) + np.sum(Hv[r:, :r] ** 2)) / normH2
+    # The one implementation of the split (also the Fig. 1 toy's tangent/normal shares): subspace = the first
+    # r_t right singular vectors. Imported here because skew imports this module.
+    from .skew import skew_shares
+
+    split = skew_shares(Jn[None], v, r, skew_tol=skew_tol)
+    inside, outside, cross = (float(split[f"share_{b}"][0]) for b in ("inside", "outside", "cross"))
 
     den = 1.0 + sigma**2 * lam
     frac_out = float(np.mean((den < -denoiser_tol) | (den > 1.0 + denoiser_tol))) if D else 0.0
