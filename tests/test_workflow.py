@@ -162,3 +162,37 @@ def test_oracle_through_the_same_rules(workflow_dir):
     assert np.allclose(calib["calibration_ratio"], 1.0, atol=1e-4)
     feats, fattrs = io.read_h5(out / "stats" / "features.h5")
     assert feats["features"].shape == (4, 5, 7, 784) and feats["images"].tolist() == [0, 1, 2, 3]
+
+
+def _planned_resources(dry_run_output: str) -> dict[str, dict[str, str]]:
+    """rule -> its resources line (key=value) from `snakemake -n` output (last job of each rule)."""
+    import re
+
+    plan, rule = {}, None
+    for line in dry_run_output.splitlines():
+        m = re.match(r"^(?:local)?rule (\w+):", line)
+        if m:
+            rule = m.group(1)
+        elif rule and line.strip().startswith("resources:"):
+            plan[rule] = dict(kv.split("=", 1) for kv in line.split(":", 1)[1].strip().split(", ") if "=" in kv)
+    return plan
+
+
+def test_every_rule_declares_resources_that_scale_with_the_config(workflow_dir):
+    """What a scheduler needs: mem_mb and runtime for every job; Jacobian memory follows the shard size,
+    training time the number of steps."""
+    def plan(*overrides):
+        (workflow_dir / "over.yaml").write_text("\n".join(overrides) + "\n")
+        proc = run_snakemake(workflow_dir, "-n", "-F", "--cores", "2", "--configfile", "presets/tiny.yaml",
+                             "over.yaml")
+        assert proc.returncode == 0, proc.stderr
+        return _planned_resources(proc.stdout + proc.stderr)
+
+    base = plan("seed: 0")
+    rules = {r for r in base if r != "all"}
+    assert len(rules) >= 20, rules
+    for rule in rules:
+        assert "mem_mb" in base[rule] and "runtime" in base[rule], (rule, base[rule])
+    bigger = plan("jacobian:\n  n_images: 6\n  shards: 1", "train:\n  steps: 200000")
+    assert int(bigger["compute_jacobians"]["mem_mb"]) > int(base["compute_jacobians"]["mem_mb"])
+    assert int(bigger["train_model"]["runtime"]) > int(base["train_model"]["runtime"])

@@ -19,6 +19,9 @@ rule plot_fig2:
         f"logs/plot_fig2/{RUN}.log",
     conda:
         ENV
+    resources:
+        mem_mb=2000,
+        runtime=10,
     script:
         "../scripts/plot_fig2.py"
 
@@ -38,6 +41,9 @@ rule plot_fig3_cosines:
         f"logs/plot_fig3_cosines/{RUN}.log",
     conda:
         ENV
+    resources:
+        mem_mb=2000,
+        runtime=10,
     script:
         "../scripts/plot_fig3_cosines.py"
 
@@ -58,6 +64,9 @@ rule plot_fig3_spectrum:
         f"logs/plot_fig3_spectrum/{RUN}.log",
     conda:
         ENV
+    resources:
+        mem_mb=2000,
+        runtime=10,
     script:
         "../scripts/plot_fig3_spectrum.py"
 
@@ -79,6 +88,9 @@ rule plot_fig3_local_dims:
         f"logs/plot_fig3_local_dims/{RUN}.log",
     conda:
         ENV
+    resources:
+        mem_mb=2000,
+        runtime=10,
     script:
         "../scripts/plot_fig3_local_dims.py"
 
@@ -98,5 +110,8 @@ rule plot_fig4:
         f"logs/plot_fig4/{RUN}.log",
     conda:
         ENV
+    resources:
+        mem_mb=2000,
+        runtime=10,
     script:
         "../scripts/plot_fig4.py"

@@ -13,5 +13,8 @@ rule summarise_benchmarks:
         f"logs/summarise_benchmarks/{RUN}.log",
     conda:
         ENV
+    resources:
+        mem_mb=2000,
+        runtime=10,
     script:
         "../scripts/summarise_benchmarks.py"

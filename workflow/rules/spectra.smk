@@ -53,5 +53,8 @@ rule summarise_results:
         f"logs/summarise_results/{RUN}.log",
     conda:
         ENV
+    resources:
+        mem_mb=2000,
+        runtime=10,
     script:
         "../scripts/summarise_results.py"

@@ -66,6 +66,9 @@ rule plot_fig1:
         f"logs/plot_fig1/{RUN}.log",
     conda:
         ENV
+    resources:
+        mem_mb=2000,
+        runtime=10,
     script:
         "../scripts/plot_fig1.py"
 
@@ -84,5 +87,8 @@ rule plot_skew_shares:
         f"logs/plot_skew_shares/{RUN}.log",
     conda:
         ENV
+    resources:
+        mem_mb=2000,
+        runtime=10,
     script:
         "../scripts/plot_skew_shares.py"

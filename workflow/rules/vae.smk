@@ -93,6 +93,9 @@ rule compare_estimators:
         f"logs/compare_estimators/{RUN}.log",
     conda:
         ENV
+    resources:
+        mem_mb=2000,
+        runtime=10,
     script:
         "../scripts/compare_estimators.py"
 
@@ -113,5 +116,8 @@ rule plot_estimators:
         f"logs/plot_estimators/{RUN}.log",
     conda:
         ENV
+    resources:
+        mem_mb=2000,
+        runtime=10,
     script:
         "../scripts/plot_estimators.py"
