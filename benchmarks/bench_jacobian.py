@@ -12,10 +12,11 @@ repeats, median reported, after one warm-up of each):
 
 Prints machine info, a table, the ratios a/b (goal >= 2.5 on CPU) and b/c
 (goal <= 1.0), and the max |(a) - (b)|.  ``--compare`` also times
-``method="expand"`` and plain ``torch.func.vmap(jacrev)`` for reference.
+``method="expand"``, plain ``torch.func.vmap(jacrev)`` and ``method="retain"`` for
+reference; ``--method`` picks the method timed as (b).
 
 Usage: python benchmarks/bench_jacobian.py [--device auto|cpu|cuda] [--channels 32,64,64]
-       [--repeats 3] [--threads N] [--chunk-size N] [--attention] [--compare]
+       [--repeats 3] [--threads N] [--chunk-size N] [--attention] [--compare] [--method M]
 """
 
 from __future__ import annotations
@@ -102,7 +103,10 @@ def main(argv=None) -> int:
     ap.add_argument("--chunk-size", type=int, default=None, help="chunk_size for (b) (default: library default)")
     ap.add_argument("--t", type=float, default=0.5, help="diffusion time of the image")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--compare", action="store_true", help="also time method='expand' and vmap(jacrev)")
+    ap.add_argument("--compare", action="store_true",
+                    help="also time method='expand', vmap(jacrev) and method='retain'")
+    ap.add_argument("--method", default="vmap", choices=["vmap", "expand", "retain"],
+                    help="batch_jacobian method timed as (b)")
     args = ap.parse_args(argv)
 
     if args.threads > 0:
@@ -135,7 +139,10 @@ def main(argv=None) -> int:
         return torch.stack(rows)
 
     def batch():
-        return score_jacobian(net, x, t, chunk_size=args.chunk_size)[0]
+        return score_jacobian(net, x, t, chunk_size=args.chunk_size, method=args.method)[0]
+
+    def retain():
+        return score_jacobian(net, x, t, chunk_size=args.chunk_size, method="retain")[0]
 
     def expand():
         return score_jacobian(net, x, t, chunk_size=args.chunk_size, method="expand")[0]
@@ -154,7 +161,8 @@ def main(argv=None) -> int:
     cases = [("(a) loop: 784 x autograd.grad", loop), ("(b) batch_jacobian", batch),
              ("(c) forward, batch of 784", fwd)]
     if args.compare:
-        cases += [("(b') batch_jacobian method='expand'", expand), ("(b'') vmap(jacrev)", jacrev_vmap)]
+        cases += [("(b') batch_jacobian method='expand'", expand), ("(b'') vmap(jacrev)", jacrev_vmap),
+                  ("(b3) batch_jacobian method='retain'", retain)]
 
     print("== bench_jacobian ==")
     print(f"python {platform.python_version()}, torch {torch.__version__}, {platform.system()} {platform.machine()}")

@@ -83,7 +83,7 @@ def test_matches_central_finite_differences(conv64):
     assert J.abs().max() > 1e-2  # non-trivial
 
 
-@pytest.mark.parametrize("method", ["vmap", "expand"])
+@pytest.mark.parametrize("method", ["vmap", "expand", "retain"])
 @pytest.mark.parametrize("chunk_size", [1, 7, 64, 100, 128, 10_000])
 def test_chunk_sizes_and_methods_agree(conv64, chunk_size, method):
     torch.manual_seed(1)

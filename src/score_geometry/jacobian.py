@@ -29,6 +29,17 @@ Alternative (``method="expand"``)
     fallback for models with operations that ``torch.func`` cannot vectorise,
     but it is slower (forward of ``D`` images with a recorded graph + backward).
 
+Alternative (``method="retain"``)
+    Replicate each sample ``rows`` times (``rows`` = the largest divisor of
+    ``D_out`` not above ``chunk_size``), run one ordinary forward pass of that
+    small batch with a recorded graph, then call ``torch.autograd.grad`` once
+    per block of ``rows`` Jacobian rows on the *same* graph
+    (``retain_graph=True``), each with one-hot cotangents.  One forward of
+    ``rows`` images per sample instead of ``D``; every backward is a plain
+    batched backward (no vmap batching rules, no expanded copies of saved
+    activations).  Benchmarked against ``"vmap"`` in
+    ``benchmarks/bench_jacobian.py``.
+
 The Jacobian is returned detached (it is an analysis quantity, not
 differentiable).  ``f`` must be deterministic and per-sample: use ``model.eval()``
 (no dropout, no batch-statistics BatchNorm).
@@ -45,7 +56,7 @@ from torch.func import vjp, vmap
 
 __all__ = ["batch_jacobian", "score_jacobian", "no_tf32", "default_chunk_size"]
 
-_METHODS = ("vmap", "expand")
+_METHODS = ("vmap", "expand", "retain")
 
 
 @contextlib.contextmanager
@@ -175,10 +186,32 @@ def _jacobian_expand(fn: _IndexedFn, x: torch.Tensor, chunk_size: Optional[int])
     return J
 
 
+def _largest_divisor(n: int, at_most: int) -> int:
+    return max(d for d in range(1, min(n, at_most) + 1) if n % d == 0)
+
+
+def _jacobian_retain(fn: _IndexedFn, x: torch.Tensor, chunk_size: Optional[int]) -> torch.Tensor:
+    B, D_in, D_out, chunk_size = _sizes(fn, x, chunk_size)
+    rows = _largest_divisor(D_out, chunk_size)
+    eye = torch.eye(D_out, dtype=x.dtype, device=x.device)
+    J = torch.empty(B, D_out, D_in, dtype=x.dtype, device=x.device)
+    with torch.enable_grad():
+        for b in range(B):
+            xr = x[b : b + 1].detach().expand(rows, *x.shape[1:]).clone().requires_grad_(True)
+            y = fn(xr, torch.full((rows,), b, dtype=torch.long, device=x.device)).reshape(rows, D_out)
+            for r0 in range(0, D_out, rows):
+                (g,) = torch.autograd.grad(y, xr, grad_outputs=eye[r0 : r0 + rows],
+                                           retain_graph=r0 + rows < D_out)
+                J[b, r0 : r0 + rows] = g.reshape(rows, D_in)
+    return J
+
+
 def _jacobian(fn: _IndexedFn, x: torch.Tensor, chunk_size: Optional[int], method: str) -> torch.Tensor:
     _check_inputs(x, chunk_size, method)
     if method == "vmap":
         return _jacobian_vmap(fn, x, chunk_size)
+    if method == "retain":
+        return _jacobian_retain(fn, x, chunk_size)
     return _jacobian_expand(fn, x, chunk_size)
 
 
@@ -211,7 +244,9 @@ def batch_jacobian(
     method:
         ``"vmap"`` (default, fastest; ``torch.func.vjp`` + ``vmap``) or
         ``"expand"`` (replicated batch + one ``torch.autograd.grad``; no vmap
-        batching rules needed).
+        batching rules needed) or ``"retain"`` (one forward of ``chunk_size``
+        replicas per sample, then one ``autograd.grad`` per block of rows on the
+        retained graph).
 
     Returns
     -------
