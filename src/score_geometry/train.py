@@ -133,6 +133,26 @@ def resume_hash(cfg: Mapping[str, Any]) -> str:
                            "train": train})
 
 
+def resume_from(checkpoint_path: Path, state: Any, chash: str, *, metrics_path: str | Path,
+                device: torch.device | str) -> None:
+    """Load `state` (anything with ``load_state_dict`` and ``step``) from a rolling training checkpoint made
+    with the same config hash; a checkpoint of another config is ignored with a warning. Metrics records
+    beyond the resumed step are dropped, so a resumed run's log matches an uninterrupted one."""
+    if checkpoint_path.exists():
+        ckpt = io.load_checkpoint(checkpoint_path, map_location=device)
+        if ckpt.get("config_hash") == chash:
+            state.load_state_dict(ckpt["state"])
+            log.info("resumed from %s at step %d", checkpoint_path, state.step)
+        else:
+            log.warning("ignoring %s: it was made with a different config", checkpoint_path)
+    io.truncate_jsonl(metrics_path, max_step=state.step)
+
+
+def save_state(checkpoint_path: Path, state: Any, cfg: Mapping[str, Any], chash: str) -> None:
+    """Write the rolling training checkpoint (atomically): state, resolved config and its hash."""
+    io.save_checkpoint(checkpoint_path, {"state": state.state_dict(), "config": dict(cfg), "config_hash": chash})
+
+
 def train_model(images: torch.Tensor, cfg: Mapping[str, Any], *, checkpoint_path: str | Path,
                 metrics_path: str | Path, device: torch.device | str = "cpu", progress: bool = True) -> TrainState:
     """Train (or resume training) the score network to `cfg["train"]["steps"]`.
@@ -156,17 +176,10 @@ def train_model(images: torch.Tensor, cfg: Mapping[str, Any], *, checkpoint_path
     chash = resume_hash(cfg)
     state = init_state(cfg["model"], train_cfg, seed=cfg["seed"], device=device)
     checkpoint_path = Path(checkpoint_path)
-    if checkpoint_path.exists():
-        ckpt = io.load_checkpoint(checkpoint_path, map_location=device)
-        if ckpt.get("config_hash") == chash:
-            state.load_state_dict(ckpt["state"])
-            log.info("resumed from %s at step %d", checkpoint_path, state.step)
-        else:
-            log.warning("ignoring %s: it was made with a different config", checkpoint_path)
-    io.truncate_jsonl(metrics_path, max_step=state.step)
+    resume_from(checkpoint_path, state, chash, metrics_path=metrics_path, device=device)
 
     def save() -> None:
-        io.save_checkpoint(checkpoint_path, {"state": state.state_dict(), "config": dict(cfg), "config_hash": chash})
+        save_state(checkpoint_path, state, cfg, chash)
 
     images = images.to(device)
     ema_loss, t0, steps_since = None, time.perf_counter(), 0

@@ -28,6 +28,7 @@ from torch import nn
 
 from . import io
 from .sde import VPSDE
+from .train import resume_from, save_state
 
 log = logging.getLogger(__name__)
 
@@ -224,17 +225,10 @@ def train_vae(data: torch.Tensor, cfg: Mapping[str, Any], *, checkpoint_path: st
                      torch.Generator(device=device).manual_seed(cfg["seed"]))
     chash = resume_hash(cfg)
     checkpoint_path = Path(checkpoint_path)
-    if checkpoint_path.exists():
-        ckpt = io.load_checkpoint(checkpoint_path, map_location=device)
-        if ckpt.get("config_hash") == chash:
-            state.load_state_dict(ckpt["state"])
-            log.info("resumed from %s at epoch %d", checkpoint_path, state.epoch)
-        else:
-            log.warning("ignoring %s: it was made with a different config", checkpoint_path)
-    io.truncate_jsonl(metrics_path, max_step=state.step)
+    resume_from(checkpoint_path, state, chash, metrics_path=metrics_path, device=device)
 
     def save() -> None:
-        io.save_checkpoint(checkpoint_path, {"state": state.state_dict(), "config": dict(cfg), "config_hash": chash})
+        save_state(checkpoint_path, state, cfg, chash)
 
     data = data.to(device)
     n, bs = data.shape[0], vcfg["batch_size"]
