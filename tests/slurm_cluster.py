@@ -13,6 +13,7 @@ also when the body raises. Needs root and the Debian packages in `PACKAGES` (`in
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import signal
@@ -25,6 +26,8 @@ PACKAGES = ("slurmctld", "slurmd", "slurm-client", "slurmdbd", "munge", "mariadb
 COMMANDS = ("slurmctld", "slurmd", "slurmdbd", "sbatch", "sacct", "sacctmgr", "munged", "mariadbd",
             "mariadb-install-db")
 FAKE_GPU_DEVICES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random")
+#: One test cluster per machine at a time: they share munged's socket and configless slurmd's /run/slurm/conf.
+LOCK_FILE = Path("/run/lock/score-geometry-slurm-test.lock")
 
 
 def missing_commands() -> list[str]:
@@ -66,6 +69,9 @@ class LocalSlurm:
 
     # --- life cycle ----------------------------------------------------------------------------------
     def __enter__(self) -> "LocalSlurm":
+        LOCK_FILE.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = open(LOCK_FILE, "w")
+        fcntl.flock(self._lock, fcntl.LOCK_EX)  # waits for another session's cluster to stop
         try:
             self.root.mkdir(parents=True, exist_ok=True)
             self.root.chmod(0o755)  # munged runs as the munge user and must reach its directory
@@ -93,7 +99,14 @@ class LocalSlurm:
         self.stop()
 
     def stop(self) -> None:
-        """SIGTERM every daemon this object started (by PID, newest first), then SIGKILL what is left."""
+        """Cancel every job, SIGTERM every daemon this object started (by PID, newest first), SIGKILL what is
+        left, and kill job processes of this cluster that outlived slurmd (slurmstepd and its children)."""
+        if "slurmctld" in self.pids:
+            subprocess.run(["scancel", "--full", "--user", "root"], env=self.env, capture_output=True)
+            deadline = time.time() + 15
+            while time.time() < deadline and subprocess.run(
+                    ["squeue", "-h"], env=self.env, capture_output=True, text=True).stdout.strip():
+                time.sleep(0.5)
         for name, pid in reversed(list(self.pids.items())):
             try:
                 os.kill(pid, signal.SIGTERM)
@@ -110,11 +123,34 @@ class LocalSlurm:
                     pass
         for proc in self._children:
             proc.wait(timeout=10)
+        for pid in self._job_processes():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         link = Path("/run/slurm/conf")  # configless slurmd's pointer to its cache, if it is ours
         if link.is_symlink() and str(self.root) in os.readlink(link):
             link.unlink()
+        if getattr(self, "_lock", None) is not None:
+            self._lock.close()  # releases the flock
+            self._lock = None
         self._children.clear()
         self.pids.clear()
+
+    def _job_processes(self) -> list[int]:
+        """PIDs whose environment points at this cluster's configuration (slurmstepd and job scripts)."""
+        marker = str(self.root).encode()
+        pids = []
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit() or int(proc.name) == os.getpid():
+                continue
+            try:
+                env = (proc / "environ").read_bytes()
+            except OSError:
+                continue
+            if b"SLURM_CONF=" + marker in env:
+                pids.append(int(proc.name))
+        return pids
 
     # --- queries -------------------------------------------------------------------------------------
     def sacct(self, *fields: str) -> list[dict[str, str]]:
