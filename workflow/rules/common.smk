@@ -85,7 +85,7 @@ def uses_gpu():
 def gpu_count(wildcards=None):
     """GPU jobs ask for one GPU (never more: no rule is grouped), so `--resources gpu=1` on a one-GPU
     workstation runs one at a time."""
-    return 1 if uses_gpu() and config["device"] != "cpu" else 0
+    return 1 if uses_gpu() else 0
 
 
 def model_cost():
