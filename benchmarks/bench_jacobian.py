@@ -11,7 +11,15 @@ repeats, median reported, after one warm-up of each):
                (the cost unit: (b) cannot be much cheaper than this).
 
 Prints machine info, a table, the ratios a/b (goal >= 2.5 on CPU) and b/c
-(goal <= 1.0), and the max |(a) - (b)|.  ``--compare`` also times
+(goal <= 1.0), and the max |(a) - (b)|.
+
+Roofline (``--no-roofline`` skips it): the floating-point operations of one
+Jacobian row (one backward pass to the input, counted by
+``torch.utils.flop_counter.FlopCounterMode``; an exact Jacobian needs ``D`` of
+them, whatever the method), and the rate of a large float32 matmul measured in
+the same run, the machine's practical peak.  It prints the GFLOP/s each method
+reaches and the largest a/b any exact method could reach on this machine: the
+time of (a) over the time of ``D`` rows at the matmul rate.  ``--compare`` also times
 ``method="expand"``, plain ``torch.func.vmap(jacrev)`` and ``method="retain"`` for
 reference; ``--method`` picks the method timed as (b).
 
@@ -92,6 +100,42 @@ class _StandInNet(nn.Module):
         return self.out(h)
 
 
+def jacobian_flops(net: nn.Module, x: torch.Tensor, t: torch.Tensor, rows: int = 4) -> float:
+    """FLOPs of an exact Jacobian of ``net(., t)`` at the single image ``x``: D backward passes to the input
+    (each counted on a recorded graph; ``rows`` of them are counted and averaged)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    xr = x.detach().clone().requires_grad_(True)
+    y = net(xr, t).reshape(-1)
+    with FlopCounterMode(display=False) as counter:
+        for i in range(rows):
+            torch.autograd.grad(y[i], xr, retain_graph=True)
+    return counter.get_total_flops() / rows * y.numel()
+
+
+def forward_flops(net: nn.Module, xs: torch.Tensor, ts: torch.Tensor) -> float:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        net(xs[:2], ts[:2])
+    return counter.get_total_flops() / 2 * xs.shape[0]
+
+
+def matmul_gflops(device: torch.device, sync, n: int = 2048, repeats: int = 10) -> float:
+    """Best rate of an (n, n) @ (n, n) float32 matmul over ``repeats`` calls (after a warm-up), in GFLOP/s."""
+    a = torch.randn(n, n, device=device)
+    b = torch.randn(n, n, device=device)
+    a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        sync()
+        t0 = time.perf_counter()
+        a @ b
+        sync()
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n**3 / best / 1e9
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
@@ -105,6 +149,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--compare", action="store_true",
                     help="also time method='expand', vmap(jacrev) and method='retain'")
+    ap.add_argument("--no-roofline", dest="roofline", action="store_false",
+                    help="skip the FLOP count and the matmul-peak measurement")
     ap.add_argument("--method", default="vmap", choices=["vmap", "expand", "retain"],
                     help="batch_jacobian method timed as (b)")
     args = ap.parse_args(argv)
@@ -202,6 +248,18 @@ def main(argv=None) -> int:
             continue
         diff = (results[name] - ref).abs().max().item()
         print(f"max |(a) - {name.split()[0]}| = {diff:.3e}   (max |J| = {ref.abs().max().item():.3e})")
+    if args.roofline:
+        flops = jacobian_flops(net, x, t)
+        with no_tf32():  # the peak of the arithmetic the Jacobian uses (float32, no TF32 on CUDA)
+            peak = matmul_gflops(device, sync)
+        print(f"\nroofline: one Jacobian row = {flops / D / 1e6:.1f} MFLOP (one backward pass to the input), "
+              f"the Jacobian = {flops / 1e9:.1f} GFLOP; float32 matmul peak here = {peak:.1f} GFLOP/s")
+        for name in med:
+            work = flops if not name.startswith("(c)") else forward_flops(net, xs, ts)
+            print(f"  {name:<{w}}  {work / med[name] / 1e9:7.1f} GFLOP/s  ({work / med[name] / 1e9 / peak:4.0%} of peak)")
+        t_floor = flops / (peak * 1e9)
+        print(f"largest a/b any exact method could reach here (all {D} rows at the matmul peak) = "
+              f"{a / t_floor:6.2f}")
     ok = math.isfinite(a / b)
     return 0 if ok else 1
 
