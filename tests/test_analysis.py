@@ -41,7 +41,8 @@ def test_gaussian_oracle_tables():
     assert (d["local_dim"] == k).all()  # alpha^2 lambda_min >= kappa sigma^2 at both t
     assert np.allclose(d["calibration_ratio"], 1.0) and np.allclose(d["high_rank_floor_share"], 1.0)
     assert np.allclose(d["asymmetry"], 0, atol=1e-12) and d["skew_share_inside"].isna().all()
-    assert np.allclose(d["denoiser_frac_outside"], 0) and np.allclose(d["trace_diff"], 0, atol=1e-8)
+    assert np.allclose(d["denoiser_min"], 0, atol=1e-6) and np.allclose(d["trace_diff"], 0, atol=1e-8)
+    assert (d["denoiser_frac_negative"] == 0).all() and (d["denoiser_frac_above_one"] == 0).all()
     assert np.allclose(res.spectra["cos_uv"], -1.0, atol=1e-6)
     assert np.allclose(res.overlaps.loc[res.overlaps.pair == "uv", "Phi"], 1.0, atol=1e-6)
     assert len(res.spectra) == 4 * 64 and len(res.overlaps) == 4 * 64 * 3

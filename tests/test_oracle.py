@@ -116,7 +116,8 @@ def test_gaussian_geometry_when_subspace_resolved(gauss):
     assert spec.asymmetry < 1e-14
     assert np.isnan(spec.skew_share_inside)  # no skew part: shares undefined
     assert np.all(spec.denoiser_eigvals >= -1e-9) and np.all(spec.denoiser_eigvals <= 1 + 1e-9)
-    assert spec.denoiser_frac_outside == 0.0
+    assert spec.denoiser_min == pytest.approx(0.0, abs=1e-9)  # off-manifold: exactly the edge
+    assert spec.denoiser_frac_negative == 0.0 and spec.denoiser_frac_above_one == 0.0
     # on-manifold right singular vectors span the data subspace
     V = spec.v[:, :K]
     np.testing.assert_allclose(V @ V.T, (gauss.basis @ gauss.basis.T).numpy(), atol=1e-10)

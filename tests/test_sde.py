@@ -91,6 +91,29 @@ def test_dsm_loss_is_minimised_by_the_exact_posterior_mean(parameterisation, los
     assert losses[0] < min(losses[1:])
 
 
+@pytest.mark.parametrize("loss_space", ["eps", "x0"])
+def test_dsm_loss_is_the_same_objective_in_either_parameterisation(loss_space):
+    """An x0-network and the eps-network it implies, eps_hat = (x_t - alpha x0_hat) / sigma, have the same loss
+    in a common loss space: this pins the weight alpha^2/sigma^2 (a swapped or missing weight fails here, while
+    the minimiser test above holds under any positive weight)."""
+    x0 = torch.randn(256, 5, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+
+    def f_x0(x, t):  # an arbitrary, non-optimal predictor of x0
+        return 0.7 * x + 0.2 * torch.sin(3 * x) * t[:, None]
+
+    def f_eps(x, t):
+        mean_coef, sigma = SDE.alpha(t)[:, None], SDE.sigma(t)[:, None]
+        return (x - mean_coef * f_x0(x, t)) / sigma
+
+    kw = dict(loss_space=loss_space, t_min=0.01, t_sampling="uniform")
+    a = dsm_loss(f_x0, x0, SDE, parameterisation="x0", generator=torch.Generator().manual_seed(4), **kw)
+    b = dsm_loss(f_eps, x0, SDE, parameterisation="eps", generator=torch.Generator().manual_seed(4), **kw)
+    assert a.item() == pytest.approx(b.item(), rel=1e-6)  # t is drawn in float32
+    native = dsm_loss(f_x0, x0, SDE, parameterisation="x0", loss_space="native", t_min=0.01,
+                      t_sampling="uniform", generator=torch.Generator().manual_seed(4))
+    assert (native.item() == pytest.approx(a.item(), rel=1e-12)) == (loss_space == "x0")
+
+
 def test_log_uniform_t_sampling_favours_small_t():
     gen = torch.Generator().manual_seed(0)
     from score_geometry.score import sample_t

@@ -89,7 +89,15 @@ def test_subspace_overlap_properties():
     a = _orth(rng, D)
     b = _orth(rng, D)
     np.testing.assert_allclose(subspace_overlap(a, a), np.ones(D), atol=1e-12)
-    # same subspaces, different bases within each leading block -> still 1 at those n
+    # same subspaces, different bases within each leading block -> 1 at the block ends, < 1 inside a block
+    # (the degenerate off-manifold block of a Jacobian has no preferred basis; Phi must not penalise that there)
+    ends = [5, 20, D]
+    rotated = a.copy()
+    for lo, hi in zip([0] + ends[:-1], ends):
+        rotated[:, lo:hi] = a[:, lo:hi] @ _orth(rng, hi - lo)
+    phi_rot = subspace_overlap(rotated, a)
+    np.testing.assert_allclose(phi_rot[np.array(ends) - 1], 1.0, atol=1e-12)
+    assert phi_rot[2] < 1 - 1e-3 and phi_rot[12] < 1 - 1e-3
     phi = subspace_overlap(a, b)
     assert phi.shape == (D,)
     assert abs(phi[-1] - 1.0) < 1e-12  # full space always reconstructs
@@ -163,8 +171,9 @@ def test_analyse_random_jacobian_structure():
     assert sweep.dtype.kind == "i" and np.all(np.diff(sweep) <= 0)
     # denoiser eigenvalues
     np.testing.assert_allclose(spec.denoiser_eigvals, 1 + 0.09 * spec.eigvals)
-    frac = np.mean((spec.denoiser_eigvals < -1e-6) | (spec.denoiser_eigvals > 1 + 1e-6))
-    assert spec.denoiser_frac_outside == pytest.approx(frac) and 0 < frac < 1
+    assert spec.denoiser_min == pytest.approx(spec.denoiser_eigvals.min())
+    assert spec.denoiser_frac_negative == pytest.approx(np.mean(spec.denoiser_eigvals < -0.1))
+    assert spec.denoiser_frac_above_one == pytest.approx(np.mean(spec.denoiser_eigvals > 1.1))
     # frozen, read-only
     with pytest.raises(dataclasses.FrozenInstanceError):
         spec.local_dim = 3
@@ -213,7 +222,24 @@ def test_zero_jacobian_edge_case():
     spec = analyse_jacobian(np.zeros((5, 5)), sigma=0.1)
     assert spec.local_dim == 5  # 1/s = inf: everything on-manifold
     assert spec.asymmetry == 0.0 and np.isnan(spec.skew_share_inside)
-    assert spec.denoiser_frac_outside == 0.0
+    assert spec.denoiser_min == 1.0
+    assert spec.denoiser_frac_negative == 0.0 and spec.denoiser_frac_above_one == 0.0
+
+
+def test_denoiser_eigenvalues_counted_with_the_kappa_slack():
+    """I + sigma^2 J~ with known eigenvalues: below -kappa and above 1 + kappa are counted, the slack is not."""
+    rng = np.random.default_rng(8)
+    sigma, kappa = 0.5, 0.1
+    den = np.array([-0.5, -0.05, 0.0, 0.5, 1.05, 1.5])  # -0.05 and 1.05 lie within the slack
+    Q = np.linalg.qr(rng.standard_normal((6, 6)))[0]
+    S = rng.standard_normal((6, 6))
+    J = (Q * ((den - 1) / sigma**2)) @ Q.T + 0.3 * (S - S.T)  # a skew part does not change J~
+    spec = analyse_jacobian(J, sigma, kappa)
+    np.testing.assert_allclose(np.sort(spec.denoiser_eigvals), den, atol=1e-12)
+    assert spec.denoiser_min == pytest.approx(-0.5)
+    assert spec.denoiser_frac_negative == pytest.approx(1 / 6)
+    assert spec.denoiser_frac_above_one == pytest.approx(1 / 6)
+    assert analyse_jacobian(J, sigma, kappa=0.01).denoiser_frac_negative == pytest.approx(2 / 6)
 
 
 def test_input_validation():

@@ -17,7 +17,8 @@ from score_geometry.jacobian import batch_jacobian
 from score_geometry.mlp import MLPScoreNet
 from score_geometry.sde import VPSDE
 from score_geometry.skew import skew_shares, tangent_normal_basis
-from score_geometry.toy import SphereVMFMixture, analyse_toy_model, fit_toy_model, toy_train_config
+from score_geometry.toy import (SphereVMFMixture, analyse_toy_model, fit_toy_model, toy_train_config,
+                                training_section)
 from score_geometry.train import build_model, load_ema_model
 
 TOY = yaml.safe_load((ROOT / "config.yaml").read_text())["toy"]
@@ -121,7 +122,8 @@ def test_mlp_trains_through_train_model_and_resumes_bit_identically(tmp_path):
     cfg = small_toy()
     full, _ = fit_toy_model(cfg, SDE, checkpoint_path=tmp_path / "a.pt", metrics_path=tmp_path / "a.jsonl",
                             progress=False)
-    half = small_toy(steps=10)
+    half = training_section(small_toy(steps=10))  # what the train_toy rule receives: training keys only
+    assert not {"times", "field_t", "field_points", "kappa", "n_points"} & set(half)
     fit_toy_model(half, SDE, checkpoint_path=tmp_path / "b.pt", metrics_path=tmp_path / "b.jsonl", progress=False)
     assert io.load_checkpoint(tmp_path / "b.pt")["state"]["step"] == 10
     resumed, options = fit_toy_model(cfg, SDE, checkpoint_path=tmp_path / "b.pt", metrics_path=tmp_path / "b.jsonl",

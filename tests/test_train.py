@@ -120,6 +120,14 @@ def test_checkpoint_from_other_config_is_not_resumed(tmp_path):
     assert resume_hash(longer) == resume_hash(other)
 
 
+def test_resume_hash_ignores_where_the_data_is_read_from():
+    base = {**CFG, "data": {"dataset": "mnist", "root": "data", "download": False, "idx_dir": "/x"}}
+    moved = {**base, "data": {"dataset": "mnist", "root": "/elsewhere", "download": True, "idx_dir": "/y"}}
+    assert resume_hash(moved) == resume_hash(base)
+    other_images = {**base, "data": {**base["data"], "dataset": "fashion-mnist"}}
+    assert resume_hash(other_images) != resume_hash(base)
+
+
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
     ckpt = tmp_path / "state.pt"
     cfg = json.loads(json.dumps(CFG))

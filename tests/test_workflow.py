@@ -92,6 +92,20 @@ def test_analysis_option_reruns_no_jacobians(tiny_run):
     assert not jobs & {"train_model", "sample_sequences", "compute_jacobians", "compute_heldout_jacobians"}, jobs
 
 
+@pytest.mark.parametrize("override, scheduled, not_scheduled", [
+    # a new sampling run: the held-out calibration Jacobians only need the record times, not the sequences
+    ("sample:\n  n_steps: 25\n", {"sample_sequences", "compute_jacobians", "analyse_spectra"},
+     {"train_model", "compute_heldout_jacobians", "train_toy", "train_vae"}),
+    # a Fig. 1 arrow option: the toy's analysis and figure, never its training
+    ("toy:\n  field_t: 0.15\n", {"analyse_toy", "plot_fig1"}, {"train_toy", "train_model"}),
+])
+def test_upstream_options_rerun_only_what_reads_them(tiny_run, override, scheduled, not_scheduled):
+    (tiny_run / "override.yaml").write_text(override)
+    plan = run_snakemake(tiny_run, "-n", *TINY, "override.yaml")
+    jobs = _planned_jobs(plan.stdout + plan.stderr)
+    assert scheduled <= jobs and not jobs & not_scheduled, jobs
+
+
 def test_plot_option_reruns_only_its_figure(tiny_run):
     (tiny_run / "fig2.yaml").write_text("plots:\n  fig2_image: 1\n")
     plan = run_snakemake(tiny_run, "-n", *TINY, "fig2.yaml")

@@ -25,8 +25,10 @@ def calibration_ratio(singular_values: np.ndarray, sigma: float) -> float:
     """Median of (1/s_i) / sigma^2 over the top half of ranks (the largest singular values), ideal 1.00.
 
     For an exact score, off-manifold directions have s_i = 1/sigma^2; the paper's local dimension
-    thresholds 1/s_i at (1 + kappa) sigma^2, so a ratio outside [1, 1 + kappa) makes r_t count training
-    error rather than geometry.
+    thresholds 1/s_i at (1 + kappa) sigma^2, so a ratio at or above 1 + kappa makes r_t count the
+    off-manifold directions themselves (training error, up to "784 dimensions"), while a ratio below 1 (an
+    over-contracting model) only moves borderline on-manifold ranks below the threshold and lowers r_t.
+    The band the default config is held to is [0.95, 1.10] (docs/calibration.md).
 
     Args:
         singular_values: (D,) ascending.
@@ -89,7 +91,9 @@ def analyse_spectrum_tables(spec: Spectrum, *, run: str, image: int, label: int,
     diag = pd.DataFrame([{**keys, "kappa": spec.kappa, "local_dim": r, "asymmetry": spec.asymmetry,
                           "skew_share_inside": spec.skew_share_inside, "skew_share_outside": spec.skew_share_outside,
                           "skew_share_cross": spec.skew_share_cross, "trace": spec.trace,
-                          "trace_diff": spec.trace_diff, "denoiser_frac_outside": spec.denoiser_frac_outside,
+                          "trace_diff": spec.trace_diff, "denoiser_min": spec.denoiser_min,
+                          "denoiser_frac_negative": spec.denoiser_frac_negative,
+                          "denoiser_frac_above_one": spec.denoiser_frac_above_one,
                           "calibration_ratio": calibration_ratio(spec.singular_values, spec.sigma),
                           "high_rank_floor_share": high_rank_floor_share(spec.singular_values, spec.sigma),
                           "cos_uv_mean_first_r": float(np.mean(spec.cos_uv[:r])) if r > 0 else float("nan"),

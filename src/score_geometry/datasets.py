@@ -18,6 +18,14 @@ import torch
 DATASETS = ("mnist", "mnist5k", "fashion-mnist")
 # Where Debian's `dataset-fashion-mnist` package installs the gzipped IDX files.
 DEBIAN_FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
+#: ``data:`` keys that say where a data set is read from, not which images it holds.
+LOCATION_KEYS = ("root", "download", "idx_dir")
+
+
+def data_identity(data_cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``data:`` section without :data:`LOCATION_KEYS`: what decides the training images. Models are trained
+    (and their resumable states matched) on this, so moving the data or flipping ``download`` retrains nothing."""
+    return {k: v for k, v in data_cfg.items() if k not in LOCATION_KEYS}
 
 
 @dataclass(frozen=True)

@@ -184,10 +184,18 @@ class Spectrum:
         the shares are undefined and are **NaN** (not 0), so averages over a
         population skip them instead of being biased towards 0.
     Denoiser view (App. C)
-        ``denoiser_eigvals = 1 + sigma^2 * eigvals`` (eigenvalues of
-        ``I + sigma^2 J~``, same order as ``eigvals``) and
-        ``denoiser_frac_outside``: fraction of them outside ``[0, 1]`` by more
-        than ``denoiser_tol`` (absolute; the interval has unit length).
+        ``denoiser_eigvals = 1 + sigma^2 * eigvals``: eigenvalues of
+        ``I + sigma^2 J~`` (same order as ``eigvals``), i.e. of ``alpha_t`` times
+        the symmetrised Jacobian of the VP denoiser ``D(x) = (x + sigma^2 g(x))/alpha``.
+        For the true score ``I + sigma^2 J = (alpha^2/sigma^2) Cov[x_0 | x_t]``
+        is positive semi-definite, so they cannot be negative; off the
+        manifold they are ideally exactly 0 (the edge), and they may exceed 1
+        (the paper's positive eigenvalues of J~).  ``denoiser_min``: the
+        smallest of them; ``denoiser_frac_negative``: the fraction below
+        ``-kappa`` (a Jacobian gain more than ``(1+kappa)/sigma^2``: over-
+        contraction beyond the local-dimension slack, a training error);
+        ``denoiser_frac_above_one``: the fraction above ``1 + kappa``
+        (expanding directions, allowed).
     """
 
     singular_values: np.ndarray
@@ -206,7 +214,9 @@ class Spectrum:
     skew_share_outside: float
     skew_share_cross: float
     denoiser_eigvals: np.ndarray
-    denoiser_frac_outside: float
+    denoiser_min: float
+    denoiser_frac_negative: float
+    denoiser_frac_above_one: float
 
     @property
     def dim(self) -> int:
@@ -265,7 +275,6 @@ def analyse_jacobian(
     kappa: float = 0.1,
     *,
     skew_tol: float = 1e-12,
-    denoiser_tol: float = 1e-6,
 ) -> Spectrum:
     """Spectral features of one ``(D, D)`` score Jacobian (tensor or array), in float64.
 
@@ -312,7 +321,9 @@ def analyse_jacobian(
     inside, outside, cross = (float(split[f"share_{b}"][0]) for b in ("inside", "outside", "cross"))
 
     den = 1.0 + sigma**2 * lam
-    frac_out = float(np.mean((den < -denoiser_tol) | (den > 1.0 + denoiser_tol))) if D else 0.0
+    den_min = float(den.min()) if D else float("nan")
+    frac_negative = float(np.mean(den < -kappa)) if D else 0.0
+    frac_above_one = float(np.mean(den > 1.0 + kappa)) if D else 0.0
 
     return Spectrum(
         singular_values=_readonly(s),
@@ -331,7 +342,9 @@ def analyse_jacobian(
         skew_share_outside=outside,
         skew_share_cross=cross,
         denoiser_eigvals=_readonly(den),
-        denoiser_frac_outside=frac_out,
+        denoiser_min=den_min,
+        denoiser_frac_negative=frac_negative,
+        denoiser_frac_above_one=frac_above_one,
     )
 
 

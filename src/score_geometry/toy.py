@@ -192,6 +192,15 @@ def fibonacci_sphere(n: int) -> np.ndarray:
 
 # --- training ----------------------------------------------------------------------------------------------
 
+#: ``toy:`` keys the MLP's training depends on (the rest are analysis and figure options).
+TRAINING_KEYS = ("seed", "surface", "n_train", "data_seed", "model", "train")
+
+
+def training_section(toy_cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """The part of the ``toy:`` section that `fit_toy_model` reads (:data:`TRAINING_KEYS`)."""
+    return {k: toy_cfg[k] for k in TRAINING_KEYS}
+
+
 def toy_train_config(toy_cfg: Mapping[str, Any], sde_cfg: Mapping[str, Any]) -> dict[str, Any]:
     """The resolved config `train.train_model` sees: the toy density as ``data``, the MLP as ``model``."""
     return {"seed": toy_cfg["seed"],

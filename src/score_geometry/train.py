@@ -129,7 +129,10 @@ def resume_hash(cfg: Mapping[str, Any]) -> str:
     """Hash of everything a resumed run must share with the checkpoint. Step counts and logging cadence are
     left out, so raising ``train.steps`` continues the same run instead of starting over."""
     train = {k: v for k, v in cfg["train"].items() if k not in ("steps", "checkpoint_every", "log_every")}
-    return io.config_hash({"seed": cfg["seed"], "data": cfg["data"], "sde": cfg["sde"], "model": cfg["model"],
+    from .datasets import data_identity
+
+    return io.config_hash({"seed": cfg["seed"], "data": data_identity(cfg["data"]), "sde": cfg["sde"],
+                           "model": cfg["model"],
                            "train": train})
 
 

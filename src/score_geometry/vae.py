@@ -193,7 +193,10 @@ def noise_scales(t: float | None, sde: VPSDE) -> tuple[float, float]:
 def resume_hash(cfg: Mapping[str, Any]) -> str:
     """Hash of what a resumed run must share with its checkpoint (not the epoch count or logging cadence)."""
     vae = {k: v for k, v in cfg["vae"].items() if k not in ("epochs", "checkpoint_every", "threshold", "times")}
-    return io.config_hash({"seed": cfg["seed"], "vae": vae, "sde": cfg["sde"], "t": cfg["t"], "data": cfg.get("data")})
+    from .datasets import data_identity
+
+    data = data_identity(cfg["data"]) if cfg.get("data") is not None else None
+    return io.config_hash({"seed": cfg["seed"], "vae": vae, "sde": cfg["sde"], "t": cfg["t"], "data": data})
 
 
 def train_vae(data: torch.Tensor, cfg: Mapping[str, Any], *, checkpoint_path: str | Path,

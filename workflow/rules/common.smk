@@ -4,6 +4,8 @@ import shutil
 from snakemake.utils import validate
 
 from score_geometry.config import ConfigError, check_config
+from score_geometry.datasets import data_identity
+from score_geometry.toy import training_section as toy_training_section
 from score_geometry.provenance import code_fingerprint
 
 

@@ -26,12 +26,13 @@ rule compute_heldout_jacobians:
     input:
         model=f"{OUT}/model/model.pt",
         data=f"{OUT}/data/dataset.h5",
-        sequences=f"{OUT}/samples/sequences.h5",
     output:
         f"{OUT}/jacobians/heldout.h5",
     params:
         device=config["device"],
-        jacobian=config["jacobian"],
+        # the sampled sequences' record times (not the sequences: a new sampling run recomputes nothing here)
+        times=config["sample"]["times"],
+        jacobian={k: config["jacobian"][k] for k in ("dtype", "chunk_size")},
         calibration=config["calibration"],
     threads: cpu_threads
     log:

@@ -5,8 +5,7 @@ rule sample_sequences:
         f"{OUT}/samples/sequences.h5",
     params:
         device=config["device"],
-        sde=config["sde"],
-        sample=config["sample"],
+        sample=config["sample"],  # the SDE comes with the checkpoint
     threads: cpu_threads
     log:
         f"logs/sample_sequences/{RUN}.log",

@@ -10,7 +10,7 @@ rule train_toy:
     params:
         device=config["device"],
         sde=config["sde"],
-        toy=config["toy"],
+        toy=toy_training_section(config["toy"]),  # figure and analysis options never retrain
         # The rolling resume state lives outside the declared outputs so a killed job keeps it.
         workdir=f"{OUT}/toy/work",
     threads: 1

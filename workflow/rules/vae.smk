@@ -13,7 +13,7 @@ rule train_vae:
         metrics=expand(f"{OUT}/vae/{{condition}}/metrics.jsonl", condition=VAE_CONDITIONS),
     params:
         device=config["device"],
-        data=config["data"],
+        data=data_identity(config["data"]),
         sde=config["sde"],
         vae=config["vae"],
         # Rolling resume states live outside the declared outputs so a killed job keeps them.

@@ -10,9 +10,8 @@ from score_geometry.stages import DTYPES, heldout_jacobians
 p = snakemake.params
 set_threads(snakemake.threads)
 device = resolve_device(p.device)
-seq, _ = io.read_h5(snakemake.input.sequences, ["t", "sigma"])
 out = heldout_jacobians(io.load_checkpoint(snakemake.input.model, map_location=device),
-                        io.read_dataset(snakemake.input.data), seq["t"], device=device,
+                        io.read_dataset(snakemake.input.data), list(p.times), device=device,
                         dtype=DTYPES[p.jacobian["dtype"]], chunk_size=p.jacobian["chunk_size"],
                         calibration=dict(p.calibration))
 io.write_h5(snakemake.output[0], out, {"calibration": dict(p.calibration), "device": str(device)},
