@@ -61,7 +61,7 @@ rule calibrate_noise_floor:
                     category="2. Tables", labels={"table": "noise-floor calibration"}),
     params:
         run=RUN,
-        analysis=config["analysis"],
+        kappa=config["analysis"]["kappa"],
     log:
         f"logs/calibrate_noise_floor/{RUN}.log",
     benchmark:

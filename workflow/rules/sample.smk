@@ -35,6 +35,8 @@ rule evaluate_samples:
         seed=config["seed"],
     log:
         f"logs/evaluate_samples/{RUN}.log",
+    benchmark:
+        f"{OUT}/benchmarks/evaluate_samples.tsv"
     conda:
         ENV
     resources:

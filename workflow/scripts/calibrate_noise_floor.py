@@ -11,10 +11,9 @@ from score_geometry.analysis import calibration_from_jacobians
 from score_geometry.report import html_table
 
 p = snakemake.params
-analysis = dict(p.analysis)
 heldout, _ = io.read_h5(snakemake.input.heldout)
 table, summary = calibration_from_jacobians(heldout, pd.read_parquet(snakemake.input.diagnostics), run=p.run,
-                                            kappa=analysis["kappa"])
+                                            kappa=p.kappa)
 io.write_parquet(snakemake.output.table, table)
 io.write_csv(snakemake.output.summary, summary)
 io.write_text(snakemake.output.markdown, summary.to_markdown(index=False, floatfmt=".3f") + "\n")
