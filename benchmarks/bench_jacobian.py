@@ -6,12 +6,20 @@ repeats, median reported, after one warm-up of each):
 
   (a) loop  -- 784 ``torch.autograd.grad`` calls (one Jacobian row each,
                ``retain_graph=True``) after one forward pass: the usual approach;
-  (b) batch -- ``score_geometry.jacobian.score_jacobian`` (vmap over vjp);
+  (b) batch -- ``score_geometry.jacobian.score_jacobian`` as the pipeline runs it:
+               ``method="auto"`` on the network in
+               ``preferred_memory_format(device)`` (on CPU: ``"retain"`` on a
+               ``channels_last`` network; on CUDA: ``"vmap"``, contiguous);
   (c) fwd   -- one forward pass of a batch of 784 images under ``torch.no_grad``
                (the cost unit: (b) cannot be much cheaper than this).
 
-Prints machine info, a table, the ratios a/b (goal >= 2.5 on CPU) and b/c
-(goal <= 1.0), and the max |(a) - (b)|.
+Prints machine info, a table (with the minor page faults of each call), the
+ratios a/b (goal >= 2.5 on CPU) and b/c (goal <= 1.0), and the max |(a) - (b)|.
+
+The process's allocator is set up as the pipeline's jobs set theirs
+(``score_geometry.runtime.tune_allocator``: glibc keeps freed memory instead of
+mapping fresh pages for every large tensor); ``--default-allocator`` leaves
+glibc's defaults.  Either way every method runs under the same allocator.
 
 Roofline (``--no-roofline`` skips it): the floating-point operations of one
 Jacobian row (one backward pass to the input, counted by
@@ -22,20 +30,27 @@ product as a 1x1 convolution, which goes through the convolution library
 (oneDNN on CPU, cuDNN on CUDA) that the network's layers use.  The two differ a
 lot on some machines (on our AMD EPYC, MKL's sgemm reaches half of oneDNN's
 rate).  It prints the GFLOP/s each method reaches and the largest a/b any exact
-method could reach: the time of (a) over the time of ``D`` rows at that peak.  ``--compare`` also times
-``method="expand"``, plain ``torch.func.vmap(jacrev)`` and ``method="retain"`` for
-reference; ``--method`` picks the method timed as (b).
+method could reach: the time of (a) over the time of ``D`` rows at that peak.
+
+``--compare`` also times ``method="vmap"`` on the contiguous network (the
+default before 2026-11-29), ``method="expand"``, plain
+``torch.func.vmap(jacrev)``, and the loop (a) on the network in (b)'s layout
+(so the layout's share of the gain is visible).  ``--method`` and
+``--memory-format`` change what is timed as (b).
 
 Usage: python benchmarks/bench_jacobian.py [--device auto|cpu|cuda] [--channels 32,64,64]
        [--repeats 3] [--threads N] [--chunk-size N] [--attention] [--compare] [--method M]
+       [--memory-format auto|channels_last|contiguous]
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import math
 import os
 import platform
+import resource
 import statistics
 import sys
 import time
@@ -45,10 +60,11 @@ import torch
 from torch import nn
 
 try:
-    from score_geometry.jacobian import no_tf32, score_jacobian
+    from score_geometry.jacobian import no_tf32, preferred_memory_format, score_jacobian
 except ImportError:  # running from a checkout without installing the package
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-    from score_geometry.jacobian import no_tf32, score_jacobian
+    from score_geometry.jacobian import no_tf32, preferred_memory_format, score_jacobian
+from score_geometry.runtime import tune_allocator
 
 
 def cpu_model() -> str:
@@ -160,15 +176,24 @@ def main(argv=None) -> int:
     ap.add_argument("--t", type=float, default=0.5, help="diffusion time of the image")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--compare", action="store_true",
-                    help="also time method='expand', vmap(jacrev) and method='retain'")
+                    help="also time method='vmap' on the contiguous network, method='expand', vmap(jacrev) "
+                         "and the loop on the network in (b)'s layout")
     ap.add_argument("--no-roofline", dest="roofline", action="store_false",
                     help="skip the FLOP count and the peak-rate measurement")
-    ap.add_argument("--method", default="vmap", choices=["vmap", "expand", "retain"],
-                    help="batch_jacobian method timed as (b)")
+    ap.add_argument("--method", default="auto", choices=["auto", "vmap", "expand", "retain"],
+                    help="batch_jacobian method timed as (b) (auto: the library's default for the device)")
+    ap.add_argument("--default-allocator", dest="tune_allocator", action="store_false",
+                    help="leave glibc malloc at its defaults (the pipeline's jobs call runtime.tune_allocator, "
+                         "and so does this script unless told not to; it applies to every method timed)")
+    ap.add_argument("--memory-format", default="auto", choices=["auto", "channels_last", "contiguous"],
+                    help="layout of the network in (b) (auto: jacobian.preferred_memory_format(device))")
     args = ap.parse_args(argv)
 
     if args.threads > 0:
         torch.set_num_threads(args.threads)
+    allocator = "glibc defaults"
+    if args.tune_allocator:
+        allocator = "runtime.tune_allocator()" if tune_allocator() else "tune_allocator() not available here"
     if args.device == "auto":
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     else:
@@ -178,7 +203,10 @@ def main(argv=None) -> int:
     channels = [int(c) for c in args.channels.split(",")]
 
     net, net_name = build_net(channels, args.num_res_blocks, args.attention, args.seed)
-    net = net.to(device)
+    net = net.to(device)  # contiguous: the loop (a) as peers run it
+    fmt = {"auto": preferred_memory_format(device), "channels_last": torch.channels_last,
+           "contiguous": torch.contiguous_format}[args.memory_format]
+    net_b = copy.deepcopy(net).to(memory_format=fmt)  # the network as (b) sees it
     gen = torch.Generator().manual_seed(args.seed + 1)
     x = torch.randn(1, 1, 28, 28, generator=gen).to(device)
     t = torch.full((1,), args.t, device=device)
@@ -190,17 +218,19 @@ def main(argv=None) -> int:
         if device.type == "cuda":
             torch.cuda.synchronize(device)
 
-    def loop():
-        xr = x.detach().clone().requires_grad_(True)
-        y = net(xr, t).reshape(-1)
-        rows = [torch.autograd.grad(y[i], xr, retain_graph=True)[0].reshape(-1) for i in range(D)]
-        return torch.stack(rows)
+    def make_loop(model):
+        def loop():
+            xr = x.detach().clone().requires_grad_(True)
+            y = model(xr, t).reshape(-1)
+            rows = [torch.autograd.grad(y[i], xr, retain_graph=True)[0].reshape(-1) for i in range(D)]
+            return torch.stack(rows)
+        return loop
 
     def batch():
-        return score_jacobian(net, x, t, chunk_size=args.chunk_size, method=args.method)[0]
+        return score_jacobian(net_b, x, t, chunk_size=args.chunk_size, method=args.method)[0]
 
-    def retain():
-        return score_jacobian(net, x, t, chunk_size=args.chunk_size, method="retain")[0]
+    def vmap_contiguous():
+        return score_jacobian(net, x, t, chunk_size=args.chunk_size, method="vmap")[0]
 
     def expand():
         return score_jacobian(net, x, t, chunk_size=args.chunk_size, method="expand")[0]
@@ -216,11 +246,14 @@ def main(argv=None) -> int:
         with torch.no_grad():
             return net(xs, ts)
 
-    cases = [("(a) loop: 784 x autograd.grad", loop), ("(b) batch_jacobian", batch),
+    fmt_name = "channels_last" if fmt == torch.channels_last else "contiguous"
+    cases = [("(a) loop: 784 x autograd.grad", make_loop(net)),
+             (f"(b) batch_jacobian method={args.method!r}, {fmt_name}", batch),
              ("(c) forward, batch of 784", fwd)]
     if args.compare:
-        cases += [("(b') batch_jacobian method='expand'", expand), ("(b'') vmap(jacrev)", jacrev_vmap),
-                  ("(b3) batch_jacobian method='retain'", retain)]
+        cases += [("(b') batch_jacobian method='vmap', contiguous", vmap_contiguous),
+                  ("(b'') batch_jacobian method='expand'", expand), ("(b3) vmap(jacrev)", jacrev_vmap),
+                  (f"(a') loop on the {fmt_name} network", make_loop(net_b))]
 
     print("== bench_jacobian ==")
     print(f"python {platform.python_version()}, torch {torch.__version__}, {platform.system()} {platform.machine()}")
@@ -230,9 +263,10 @@ def main(argv=None) -> int:
     print(f"device: {device}, dtype: {x.dtype}, net: {net_name}, "
           f"params: {sum(p.numel() for p in net.parameters()):,}")
     print(f"D = {D}, chunk_size = {args.chunk_size if args.chunk_size is not None else 'default'}, "
-          f"repeats = {args.repeats} (+1 warm-up), interleaved, median")
+          f"repeats = {args.repeats} (+1 warm-up), interleaved, median; allocator: {allocator}")
 
     times = {name: [] for name, _ in cases}
+    faults = {name: [] for name, _ in cases}  # minor page faults per call (the kernel handing out fresh pages)
     results = {}
     with no_tf32():
         for name, fn in cases:  # warm-up (also the results used for the agreement check)
@@ -241,16 +275,19 @@ def main(argv=None) -> int:
         for _ in range(args.repeats):
             for name, fn in cases:
                 sync()
+                f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
                 t0 = time.perf_counter()
                 fn()
                 sync()
                 times[name].append(time.perf_counter() - t0)
+                faults[name].append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0)
 
     med = {k: statistics.median(v) for k, v in times.items()}
     w = max(len(k) for k in med)
-    print(f"\n{'method':<{w}}  {'median s':>9}  {'min s':>8}  {'max s':>8}")
+    print(f"\n{'method':<{w}}  {'median s':>9}  {'min s':>8}  {'max s':>8}  {'page faults':>11}")
     for name in med:
-        print(f"{name:<{w}}  {med[name]:9.3f}  {min(times[name]):8.3f}  {max(times[name]):8.3f}")
+        print(f"{name:<{w}}  {med[name]:9.3f}  {min(times[name]):8.3f}  {max(times[name]):8.3f}  "
+              f"{statistics.median(faults[name]):11,.0f}")
     a, b, c = (med[name] for name, _ in cases[:3])
     print(f"\na/b (speed-up over the row loop)       = {a / b:6.2f}   (goal >= 2.5)")
     print(f"b/c (Jacobian / forward of 784 images) = {b / c:6.2f}   (goal <= 1.0)")

@@ -11,7 +11,7 @@ from score_geometry.analysis import (FEATURE_NAMES, analyse_jacobians, calibrati
                                      high_rank_floor_share)
 from score_geometry.models import expected_local_dim, pca_oracle_checkpoint, score_fn_from_checkpoint
 from score_geometry.oracle import GaussianSubspaceOracle, SkewSubspaceOracle
-from score_geometry.stages import jacobians_at_times, noisy_heldout, shard_images
+from score_geometry.stages import jacobians_at_times, memory_format, model_jacobians, noisy_heldout, shard_images
 from score_geometry.sde import VPSDE
 
 T = [0.01, 0.3]
@@ -91,6 +91,42 @@ def test_shard_images_partition():
     assert np.concatenate(parts).tolist() == list(range(10)) and [len(p) for p in parts] == [4, 3, 3]
     with pytest.raises(ValueError, match="shard 3"):
         shard_images(10, 3, 3)
+
+
+def test_model_jacobians_same_for_every_method_and_layout():
+    """The `jacobian` config's method/memory_format change speed only: a small random U-Net checkpoint gives the
+    same Jacobians (float64) for each, and they match central finite differences of the score."""
+    from score_geometry.train import build_model
+
+    torch.manual_seed(0)
+    cfg = {"sde": {"beta_min": 0.1, "beta_max": 20.0},
+           "model": {"parameterisation": "x0", "channels": [8, 8, 8], "num_res_blocks": 1, "attention": False,
+                     "dropout": 0.0, "groups": 4}}
+    net = build_model(cfg["model"])
+    with torch.no_grad():  # the U-Net zero-initialises its output layers; make the Jacobian non-trivial
+        for q in net.parameters():
+            q.add_(0.05 * torch.randn_like(q))
+    ckpt = {"kind": "unet", "state": {"ema": net.state_dict()}, "config": cfg}
+    x_t = np.random.default_rng(0).standard_normal((1, 2, 28, 28)).astype(np.float32)
+    t = [0.05, 0.5]
+    Js = {(m, f): model_jacobians(ckpt, x_t, t, device="cpu", jacobian={"dtype": "float64", "chunk_size": 100,
+                                                                          "method": m, "memory_format": f})
+          for m, f in (("auto", "auto"), ("vmap", "contiguous"), ("retain", "channels_last"), ("vmap", "channels_last"),
+                       ("retain", "contiguous"))}
+    ref = Js[("vmap", "contiguous")]
+    for J in Js.values():
+        np.testing.assert_allclose(J, ref, rtol=0, atol=1e-5 * np.abs(ref).max())  # stored as float32
+    score = score_fn_from_checkpoint(ckpt, dtype=torch.float64)
+    x = torch.as_tensor(x_t[0, 1], dtype=torch.float64).reshape(1, 1, 28, 28)
+    tt = torch.full((1,), 0.5, dtype=torch.float64)
+    for j in (0, 300, 783):  # three columns by central differences
+        e = torch.zeros(784, dtype=torch.float64)
+        e[j] = 1e-6
+        col = (score(x + e.view_as(x), tt) - score(x - e.view_as(x), tt)).reshape(-1) / 2e-6
+        np.testing.assert_allclose(ref[0, 1][:, j], col.numpy(), rtol=0, atol=1e-6)  # |col| ~ 1
+    assert memory_format("auto", "cpu") == torch.channels_last
+    assert memory_format("contiguous", "cpu") == torch.contiguous_format
+    assert memory_format("auto", "cuda") == torch.contiguous_format
 
 
 def test_pca_oracle_checkpoint_matches_expected_local_dim():

@@ -6,7 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from score_geometry.jacobian import batch_jacobian, no_tf32, score_jacobian
+from score_geometry.jacobian import (batch_jacobian, default_method, no_tf32, preferred_memory_format,
+                                     score_jacobian)
 from score_geometry.oracle import GaussianSubspaceOracle, SkewSubspaceOracle
 
 
@@ -83,14 +84,35 @@ def test_matches_central_finite_differences(conv64):
     assert J.abs().max() > 1e-2  # non-trivial
 
 
-@pytest.mark.parametrize("method", ["vmap", "expand", "retain"])
+@pytest.mark.parametrize("method", ["auto", "vmap", "expand", "retain"])
 @pytest.mark.parametrize("chunk_size", [1, 7, 64, 100, 128, 10_000])
 def test_chunk_sizes_and_methods_agree(conv64, chunk_size, method):
     torch.manual_seed(1)
     x = torch.randn(3, 1, 8, 8, dtype=torch.float64)
-    ref = batch_jacobian(conv64, x)
+    ref = _central_fd(conv64, x)
     J = batch_jacobian(conv64, x, chunk_size=chunk_size, method=method)
+    torch.testing.assert_close(J, ref, rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(J, batch_jacobian(conv64, x, method="vmap"), rtol=0, atol=1e-13)
+
+
+@pytest.mark.parametrize("method", ["vmap", "retain"])
+def test_channels_last_model_gives_the_same_jacobian(conv64, method):
+    """The fast CPU configuration (a channels_last model) computes the same matrix."""
+    import copy
+
+    torch.manual_seed(3)
+    x = torch.randn(2, 1, 8, 8, dtype=torch.float64)
+    ref = batch_jacobian(conv64, x, method="vmap")
+    net_cl = copy.deepcopy(conv64).to(memory_format=torch.channels_last)
+    assert net_cl.net[3].weight.is_contiguous(memory_format=torch.channels_last)
+    J = batch_jacobian(net_cl, x, chunk_size=16, method=method)
     torch.testing.assert_close(J, ref, rtol=0, atol=1e-13)
+
+
+def test_auto_method_and_memory_format_per_device():
+    assert default_method("cpu") == "retain" and default_method(torch.device("cuda", 0)) == "vmap"
+    assert preferred_memory_format("cpu") == torch.channels_last
+    assert preferred_memory_format("cuda") == torch.contiguous_format
 
 
 def test_per_sample_blocks_of_full_jacobian(conv64):
@@ -129,9 +151,12 @@ def test_non_square_output_and_input_validation():
     W = torch.randn(5, 12, dtype=torch.float64)
     f = lambda z: torch.sin(z.reshape(z.shape[0], -1)) @ W.T  # noqa: E731
     x = torch.randn(2, 3, 4, dtype=torch.float64)
-    J = batch_jacobian(f, x, chunk_size=3)
     expected = W[None] * torch.cos(x.reshape(2, 1, 12))
-    torch.testing.assert_close(J, expected, rtol=1e-12, atol=1e-12)
+    # D_out = 5 is prime: "retain" pads its last block of 3 rows with a zero cotangent
+    for method in ("vmap", "expand", "retain"):
+        for chunk_size in (3, 4, 5, 11):
+            J = batch_jacobian(f, x, chunk_size=chunk_size, method=method)
+            torch.testing.assert_close(J, expected, rtol=1e-12, atol=1e-12)
     with pytest.raises(ValueError):
         batch_jacobian(f, x, chunk_size=0)
     with pytest.raises(ValueError):

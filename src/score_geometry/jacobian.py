@@ -6,7 +6,7 @@ of the same shape and every output row depends only on its own input row
 maps the per-sample Jacobian ``J[b] = d g(x)[b] / d x[b]`` (a ``(D, D)`` matrix,
 ``D = 784``) can be computed exactly with reverse-mode AD.
 
-Default method (``method="vmap"``)
+Method ``"vmap"`` (the default on accelerators)
     One forward pass of the (sub-)batch through ``torch.func.vjp`` followed by
     a single *vectorised* backward pass (``torch.func.vmap`` over the vjp) with
     the identity basis as cotangents.  Because rows are independent, the
@@ -29,16 +29,24 @@ Alternative (``method="expand"``)
     fallback for models with operations that ``torch.func`` cannot vectorise,
     but it is slower (forward of ``D`` images with a recorded graph + backward).
 
-Alternative (``method="retain"``)
-    Replicate each sample ``rows`` times (``rows`` = the largest divisor of
-    ``D_out`` not above ``chunk_size``), run one ordinary forward pass of that
-    small batch with a recorded graph, then call ``torch.autograd.grad`` once
-    per block of ``rows`` Jacobian rows on the *same* graph
-    (``retain_graph=True``), each with one-hot cotangents.  One forward of
-    ``rows`` images per sample instead of ``D``; every backward is a plain
-    batched backward (no vmap batching rules, no expanded copies of saved
-    activations).  Benchmarked against ``"vmap"`` in
-    ``benchmarks/bench_jacobian.py``.
+Method ``"retain"`` (the default on CPU)
+    Replicate each sample ``rows`` times (``rows`` about ``chunk_size``; see
+    ``_retain_blocks``), run one ordinary forward pass of that small batch with
+    a recorded graph, then call ``torch.autograd.grad`` once per block of
+    ``rows`` Jacobian rows on the *same* graph (``retain_graph=True``), each
+    with one-hot cotangents.  One forward of ``rows`` images per sample instead
+    of ``D``; every backward is a plain batched backward (no vmap batching
+    rules, no expanded copies of saved activations), so a ``channels_last``
+    model keeps its layout in the backward pass.  When ``D_out`` is below
+    ``chunk_size`` several samples share a pass, as with ``"vmap"``.
+
+``method="auto"`` picks ``"retain"`` on CPU and ``"vmap"``
+elsewhere (:func:`default_method`).  The fastest CPU configuration measured
+(docs/benchmarks.md) is ``"retain"`` on a model put in
+:func:`preferred_memory_format` (``channels_last``), in a process that called
+``score_geometry.runtime.tune_allocator()``: 2.8-3.3x faster than the
+row-by-row ``autograd.grad`` loop on the 28x28 U-Net at 2 threads, ~15 %
+faster than ``"vmap"`` on the contiguous model.
 
 The Jacobian is returned detached (it is an analysis quantity, not
 differentiable).  ``f`` must be deterministic and per-sample: use ``model.eval()``
@@ -54,9 +62,10 @@ from typing import Callable, Iterator, Optional
 import torch
 from torch.func import vjp, vmap
 
-__all__ = ["batch_jacobian", "score_jacobian", "no_tf32", "default_chunk_size"]
+__all__ = ["batch_jacobian", "score_jacobian", "no_tf32", "default_chunk_size", "default_method",
+           "preferred_memory_format"]
 
-_METHODS = ("vmap", "expand", "retain")
+_METHODS = ("auto", "vmap", "expand", "retain")
 
 
 @contextlib.contextmanager
@@ -107,7 +116,8 @@ def _check_inputs(x: torch.Tensor, chunk_size: Optional[int], method: str) -> No
 #: Default rows per vectorised pass on CPU.  Small batches keep the activations
 #: in cache: on the 28x28 U-Net (channels 32,64,64) a forward pass of 784 images
 #: in batches of 32 is ~2.6x faster than one batch of 784, and the Jacobian with
-#: chunks of 32 is ~3x faster than with one chunk of 784 (1 thread, AMD EPYC).
+#: chunks of 32 is ~3x faster than with one chunk of 784 (1 thread, AMD EPYC;
+#: measured with glibc allocator defaults, so page faults as well as cache).
 CPU_CHUNK_SIZE = 32
 
 
@@ -186,28 +196,62 @@ def _jacobian_expand(fn: _IndexedFn, x: torch.Tensor, chunk_size: Optional[int])
     return J
 
 
-def _largest_divisor(n: int, at_most: int) -> int:
-    return max(d for d in range(1, min(n, at_most) + 1) if n % d == 0)
+def _retain_blocks(D_out: int, chunk_size: int) -> int:
+    """Rows per backward pass of the ``"retain"`` method: the largest divisor of ``D_out`` not above
+    ``chunk_size`` when that is at least half of it (no padding: 28 for 784 and 32), else ``chunk_size``
+    (the last block is padded with zero cotangents)."""
+    div = max(d for d in range(1, min(D_out, chunk_size) + 1) if D_out % d == 0)
+    return div if 2 * div >= min(D_out, chunk_size) else min(D_out, chunk_size)
 
 
 def _jacobian_retain(fn: _IndexedFn, x: torch.Tensor, chunk_size: Optional[int]) -> torch.Tensor:
     B, D_in, D_out, chunk_size = _sizes(fn, x, chunk_size)
-    rows = _largest_divisor(D_out, chunk_size)
+    if chunk_size >= D_out:  # several samples share one forward and one backward
+        group, rows = max(1, chunk_size // D_out), D_out
+    else:
+        group, rows = 1, _retain_blocks(D_out, chunk_size)
     eye = torch.eye(D_out, dtype=x.dtype, device=x.device)
     J = torch.empty(B, D_out, D_in, dtype=x.dtype, device=x.device)
     with torch.enable_grad():
-        for b in range(B):
-            xr = x[b : b + 1].detach().expand(rows, *x.shape[1:]).clone().requires_grad_(True)
-            y = fn(xr, torch.full((rows,), b, dtype=torch.long, device=x.device)).reshape(rows, D_out)
+        for b0 in range(0, B, group):
+            b1 = min(B, b0 + group)
+            nb = b1 - b0
+            idx = torch.arange(b0, b1, device=x.device).repeat_interleave(rows)
+            xr = x[b0:b1].detach().repeat_interleave(rows, dim=0).requires_grad_(True)  # (nb * rows, *S)
+            y = fn(xr, idx).reshape(nb, rows, D_out)
             for r0 in range(0, D_out, rows):
-                (g,) = torch.autograd.grad(y, xr, grad_outputs=eye[r0 : r0 + rows],
-                                           retain_graph=r0 + rows < D_out)
-                J[b, r0 : r0 + rows] = g.reshape(rows, D_in)
+                r1 = min(D_out, r0 + rows)
+                cot = torch.zeros(nb, rows, D_out, dtype=y.dtype, device=y.device)
+                cot[:, : r1 - r0] = eye[r0:r1]
+                (g,) = torch.autograd.grad(y, xr, grad_outputs=cot, retain_graph=r1 < D_out)
+                J[b0:b1, r0:r1] = g.reshape(nb, rows, D_in)[:, : r1 - r0]
     return J
+
+
+def default_method(device: torch.device | str) -> str:
+    """Method used for ``method="auto"``: ``"retain"`` on CPU, ``"vmap"`` on accelerators.
+
+    On CPU the two are equally fast on a model in the default memory format, but only ``"retain"``
+    keeps a ``channels_last`` model's layout through the backward pass (``vmap`` folds its batch
+    dimension into a contiguous tensor), and with it the 28x28 U-Net's Jacobian is ~15 % faster
+    (``benchmarks/bench_jacobian.py``, docs/benchmarks.md).  On CUDA ``"vmap"`` with one image per
+    pass is the measured default of the earlier sessions.
+    """
+    return "retain" if torch.device(device).type == "cpu" else "vmap"
+
+
+def preferred_memory_format(device: torch.device | str) -> torch.memory_format:
+    """Memory format to put a convolutional model in before taking its Jacobians on ``device``:
+    ``torch.channels_last`` on CPU (oneDNN's convolutions run up to 2x faster on NHWC tensors for
+    some of the U-Net's layer shapes), ``torch.contiguous_format`` elsewhere (not measured on GPU).
+    Apply it with ``model.to(memory_format=...)``; results are the same up to float rounding."""
+    return torch.channels_last if torch.device(device).type == "cpu" else torch.contiguous_format
 
 
 def _jacobian(fn: _IndexedFn, x: torch.Tensor, chunk_size: Optional[int], method: str) -> torch.Tensor:
     _check_inputs(x, chunk_size, method)
+    if method == "auto":
+        method = default_method(x.device)
     if method == "vmap":
         return _jacobian_vmap(fn, x, chunk_size)
     if method == "retain":
@@ -220,7 +264,7 @@ def batch_jacobian(
     x: torch.Tensor,
     chunk_size: Optional[int] = None,
     *,
-    method: str = "vmap",
+    method: str = "auto",
 ) -> torch.Tensor:
     """Exact per-sample Jacobians of a batched, row-independent map.
 
@@ -242,11 +286,14 @@ def batch_jacobian(
         rows are split into chunks.  Results do not depend on it (up to
         floating-point reassociation in the backend).
     method:
-        ``"vmap"`` (default, fastest; ``torch.func.vjp`` + ``vmap``) or
-        ``"expand"`` (replicated batch + one ``torch.autograd.grad``; no vmap
-        batching rules needed) or ``"retain"`` (one forward of ``chunk_size``
-        replicas per sample, then one ``autograd.grad`` per block of rows on the
-        retained graph).
+        ``"auto"`` (default: :func:`default_method`, ``"retain"`` on CPU,
+        ``"vmap"`` on accelerators), ``"vmap"`` (``torch.func.vjp`` +
+        ``vmap``), ``"retain"`` (one forward of about ``chunk_size`` replicas
+        per sample, then one ``autograd.grad`` per block of rows on the
+        retained graph) or ``"expand"`` (replicated batch + one
+        ``torch.autograd.grad``).  All are exact; they differ in speed only.
+        For speed on CPU, also put a convolutional ``f``'s module in
+        :func:`preferred_memory_format` (``model.to(memory_format=...)``).
 
     Returns
     -------
@@ -262,7 +309,7 @@ def score_jacobian(
     t,
     *,
     chunk_size: Optional[int] = None,
-    method: str = "vmap",
+    method: str = "auto",
 ) -> torch.Tensor:
     """Per-sample Jacobians ``d score_fn(x, t)[b] / d x[b]`` (``(B, D, D)``).
 

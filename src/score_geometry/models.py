@@ -42,8 +42,13 @@ def pca_oracle_checkpoint(images: torch.Tensor, cfg: Mapping[str, Any]) -> dict[
 
 
 def score_fn_from_checkpoint(checkpoint: Mapping[str, Any], *, device: torch.device | str = "cpu",
-                             dtype: torch.dtype = torch.float32) -> ScoreFn:
-    """g(x, t): x (B, 1, 28, 28), t (B,) -> (B, 1, 28, 28), computed in `dtype` on `device`."""
+                             dtype: torch.dtype = torch.float32,
+                             memory_format: torch.memory_format = torch.contiguous_format) -> ScoreFn:
+    """g(x, t): x (B, 1, 28, 28), t (B,) -> (B, 1, 28, 28), computed in `dtype` on `device`.
+
+    `memory_format` is the network's parameter layout (`torch.channels_last` makes CPU Jacobians faster,
+    see `jacobian.preferred_memory_format`); the function computed is the same.
+    """
     cfg = checkpoint["config"]
     kind = checkpoint.get("kind", "unet")
     if kind == "gaussian_oracle":
@@ -51,7 +56,7 @@ def score_fn_from_checkpoint(checkpoint: Mapping[str, Any], *, device: torch.dev
         oracle = GaussianSubspaceOracle(st["mu"], st["basis"], st["variances"], **cfg["sde"]).to(device)
         return lambda x, t: oracle(x, t)
     if kind == "unet":
-        model = load_ema_model(checkpoint, device=device).to(dtype)
+        model = load_ema_model(checkpoint, device=device).to(dtype=dtype, memory_format=memory_format)
         return make_score_fn(model, VPSDE(**cfg["sde"]), cfg["model"]["parameterisation"])
     raise ValueError(f"checkpoint kind must be one of {KINDS}, got {kind!r}")
 

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .jacobian import no_tf32, score_jacobian
+from .jacobian import no_tf32, preferred_memory_format, score_jacobian
 from .models import score_fn_from_checkpoint
 from .score import ScoreFn
 from .sde import VPSDE
@@ -21,6 +21,12 @@ from .sde import VPSDE
 log = logging.getLogger(__name__)
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
+MEMORY_FORMATS = {"channels_last": torch.channels_last, "contiguous": torch.contiguous_format}
+
+
+def memory_format(name: str, device: torch.device | str) -> torch.memory_format:
+    """`jacobian.memory_format` as a torch memory format; "auto" is `jacobian.preferred_memory_format(device)`."""
+    return preferred_memory_format(device) if name == "auto" else MEMORY_FORMATS[name]
 
 
 def shard_images(n_images: int, shards: int, shard: int) -> np.ndarray:
@@ -32,7 +38,7 @@ def shard_images(n_images: int, shards: int, shard: int) -> np.ndarray:
 
 def jacobians_at_times(score_fn: ScoreFn, x_t: np.ndarray, t: Sequence[float], *, device: torch.device | str = "cpu",
                        dtype: torch.dtype = torch.float32, chunk_size: int | None = None,
-                       progress: bool = True) -> np.ndarray:
+                       method: str = "auto", progress: bool = True) -> np.ndarray:
     """Exact score Jacobians of every (image, t).
 
     Args:
@@ -49,9 +55,28 @@ def jacobians_at_times(score_fn: ScoreFn, x_t: np.ndarray, t: Sequence[float], *
         for i in range(n):
             for j in range(n_t):
                 x = torch.as_tensor(x_t[i, j], dtype=dtype, device=device).reshape(1, 1, *x_t.shape[2:])
-                J[i, j] = score_jacobian(score_fn, x, float(t[j]), chunk_size=chunk_size)[0].cpu().numpy()
+                J[i, j] = score_jacobian(score_fn, x, float(t[j]), chunk_size=chunk_size,
+                                         method=method)[0].cpu().numpy()
                 bar.update(1)
     return J
+
+
+def model_jacobians(checkpoint: Mapping[str, Any], x_t: np.ndarray, t: Sequence[float], *,
+                    device: torch.device | str, jacobian: Mapping[str, Any]) -> np.ndarray:
+    """Exact score Jacobians of a checkpoint's score model at every (image, t), per the `jacobian` config
+    section (dtype, chunk_size, method, memory_format).
+
+    Args:
+        x_t: (n, T, 28, 28), x_t[:, j] at time t[j].
+
+    Returns:
+        J: (n, T, 784, 784) float32.
+    """
+    dtype = DTYPES[jacobian["dtype"]]
+    score_fn = score_fn_from_checkpoint(checkpoint, device=device, dtype=dtype,
+                                        memory_format=memory_format(jacobian["memory_format"], device))
+    return jacobians_at_times(score_fn, x_t, t, device=device, dtype=dtype, chunk_size=jacobian["chunk_size"],
+                              method=jacobian["method"])
 
 
 def noisy_heldout(images: np.ndarray, t: Sequence[float], sde: VPSDE, *, seed: int) -> np.ndarray:
@@ -74,7 +99,7 @@ def noisy_heldout(images: np.ndarray, t: Sequence[float], sde: VPSDE, *, seed: i
 
 
 def heldout_jacobians(checkpoint: Mapping[str, Any], dataset: Any, t: Sequence[float], *,
-                      device: torch.device | str, dtype: torch.dtype, chunk_size: int | None,
+                      device: torch.device | str, jacobian: Mapping[str, Any],
                       calibration: Mapping[str, Any]) -> dict[str, np.ndarray]:
     """The model's score Jacobians on forward-noised held-out real digits, for the noise-floor calibration.
 
@@ -93,7 +118,6 @@ def heldout_jacobians(checkpoint: Mapping[str, Any], dataset: Any, t: Sequence[f
     chosen = np.array(order[: calibration["n_images"]])
     sde = VPSDE(**checkpoint["config"]["sde"])
     x_t = noisy_heldout(to_model_range(dataset.heldout_images[chosen]).numpy(), t, sde, seed=calibration["seed"])
-    score_fn = score_fn_from_checkpoint(checkpoint, device=device, dtype=dtype)
-    J = jacobians_at_times(score_fn, x_t, t, device=device, dtype=dtype, chunk_size=chunk_size)
+    J = model_jacobians(checkpoint, x_t, t, device=device, jacobian=jacobian)
     sigma = sde.sigma(torch.tensor(np.asarray(t), dtype=torch.float64)).numpy()
     return {"J": J, "images": chosen, "labels": labels[chosen], "t": np.asarray(t, dtype=np.float64), "sigma": sigma}

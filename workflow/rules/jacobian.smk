@@ -32,7 +32,7 @@ rule compute_heldout_jacobians:
         device=config["device"],
         # the sampled sequences' record times (not the sequences: a new sampling run recomputes nothing here)
         times=config["sample"]["times"],
-        jacobian={k: config["jacobian"][k] for k in ("dtype", "chunk_size")},
+        jacobian={k: config["jacobian"][k] for k in ("dtype", "chunk_size", "method", "memory_format")},
         calibration=config["calibration"],
     threads: cpu_threads
     log:

@@ -4,11 +4,11 @@ from score_geometry.runtime import setup_logging
 setup_logging(snakemake.log[0])
 
 from score_geometry import io
-from score_geometry.runtime import set_threads
+from score_geometry.runtime import setup_torch
 from score_geometry.toy import analyse_toy_model
 
 p = snakemake.params
-set_threads(snakemake.threads)
+setup_torch(snakemake.threads)
 points, summary, field, attrs = analyse_toy_model(io.load_checkpoint(snakemake.input.model), dict(p.toy),
                                                   dict(p.sde))
 io.write_parquet(snakemake.output.points, points)

@@ -4,15 +4,14 @@ from score_geometry.runtime import setup_logging
 setup_logging(snakemake.log[0])
 
 from score_geometry import io
-from score_geometry.runtime import resolve_device, set_threads
-from score_geometry.stages import DTYPES, heldout_jacobians
+from score_geometry.runtime import resolve_device, setup_torch
+from score_geometry.stages import heldout_jacobians
 
 p = snakemake.params
-set_threads(snakemake.threads)
+setup_torch(snakemake.threads)
 device = resolve_device(p.device)
 out = heldout_jacobians(io.load_checkpoint(snakemake.input.model, map_location=device),
                         io.read_dataset(snakemake.input.data), list(p.times), device=device,
-                        dtype=DTYPES[p.jacobian["dtype"]], chunk_size=p.jacobian["chunk_size"],
-                        calibration=dict(p.calibration))
+                        jacobian=dict(p.jacobian), calibration=dict(p.calibration))
 io.write_h5(snakemake.output[0], out, {"calibration": dict(p.calibration), "device": str(device)},
             chunks={"J": (1, 1, *out["J"].shape[2:])})

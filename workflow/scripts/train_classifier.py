@@ -8,10 +8,10 @@ import torch
 from score_geometry import io
 from score_geometry.datasets import to_model_range
 from score_geometry.quality import predict, train_classifier
-from score_geometry.runtime import set_threads
+from score_geometry.runtime import setup_torch
 
 p = snakemake.params
-set_threads(snakemake.threads)
+setup_torch(snakemake.threads)
 ds = io.read_dataset(snakemake.input.data)
 model = train_classifier(to_model_range(ds.train_images), torch.as_tensor(ds.train_labels), dict(p.classifier),
                          seed=p.seed)

@@ -9,10 +9,10 @@ from pathlib import Path
 from score_geometry import io
 from score_geometry.datasets import to_model_range
 from score_geometry.models import fit_score_model
-from score_geometry.runtime import resolve_device, set_threads
+from score_geometry.runtime import resolve_device, setup_torch
 
 p = snakemake.params
-set_threads(snakemake.threads)
+setup_torch(snakemake.threads)
 device = resolve_device(p.device)
 cfg = {"seed": p.seed, "data": dict(p.data), "sde": dict(p.sde), "model": dict(p.model), "train": dict(p.train)}
 images = to_model_range(io.read_dataset(snakemake.input.data).train_images)

@@ -7,11 +7,11 @@ import shutil
 from pathlib import Path
 
 from score_geometry import io
-from score_geometry.runtime import resolve_device, set_threads
+from score_geometry.runtime import resolve_device, setup_torch
 from score_geometry.toy import fit_toy_model
 
 p = snakemake.params
-set_threads(snakemake.threads)
+setup_torch(snakemake.threads)
 work = Path(p.workdir)
 checkpoint, options = fit_toy_model(dict(p.toy), dict(p.sde), checkpoint_path=work / "train_state.pt",
                                     metrics_path=work / "metrics.jsonl", device=resolve_device(p.device),

@@ -8,11 +8,11 @@ from pathlib import Path
 
 from score_geometry import io
 from score_geometry.datasets import to_model_range
-from score_geometry.runtime import resolve_device, set_threads
+from score_geometry.runtime import resolve_device, setup_torch
 from score_geometry.vae import condition_name, fit_vae
 
 p = snakemake.params
-set_threads(snakemake.threads)
+setup_torch(snakemake.threads)
 device = resolve_device(p.device)
 images = to_model_range(io.read_dataset(snakemake.input.data).train_images)
 for i, t in enumerate([None, *p.vae["times"]]):

@@ -1,0 +1,83 @@
+"""Process-level setup of the workflow's jobs (score_geometry.runtime)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from score_geometry.runtime import resolve_device, setup_torch, tune_allocator
+
+glibc = pytest.mark.skipif(not sys.platform.startswith("linux") or "glibc" not in " ".join(
+    __import__("platform").libc_ver()), reason="tune_allocator uses glibc's mallopt")
+
+# The Jacobian's allocation pattern in small: a burst of few-MB blocks, all freed, again and again (through
+# libc's malloc/free directly, which is what torch's CPU allocator calls: Python objects allocated between
+# the blocks would make the heap's top, and so trimming, depend on chance). glibc's defaults move their
+# thresholds with the process's history (a torch version of this probe faulted on every page in 2 of 8 fresh
+# processes, on none in the others), so the probe first pins the behaviour tune_allocator must undo: "mmap"
+# maps every 4 MiB block fresh (mmap threshold 128 KiB), "trim" serves them from the heap but hands the heap
+# back to the kernel after each burst (trim threshold 128 KiB). After a warm-up it prints the minor page
+# faults (the kernel handing out fresh zeroed pages) of 20 bursts.
+_PROBE = """
+import ctypes, resource, sys
+from score_geometry.runtime import tune_allocator
+libc = ctypes.CDLL("libc.so.6")
+libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+libc.free.argtypes = [ctypes.c_void_p]
+libc.memset.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_size_t]
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+mode, tuned = sys.argv[1], sys.argv[2] == "tuned"
+if mode == "mmap":
+    assert libc.mallopt(M_MMAP_THRESHOLD, ctypes.c_int(128 << 10)) == 1
+else:
+    assert libc.mallopt(M_MMAP_THRESHOLD, ctypes.c_int(8 << 20)) == 1
+    assert libc.mallopt(M_TRIM_THRESHOLD, ctypes.c_int(128 << 10)) == 1
+if tuned:
+    assert tune_allocator()
+blocks = [0] * 16
+def burst():
+    for i in range(16):  # 16 x 4 MiB, every page written
+        blocks[i] = libc.malloc(4 << 20)
+        libc.memset(blocks[i], 1, 4 << 20)
+    for b in blocks:
+        libc.free(b)
+for _ in range(10):
+    burst()
+f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(20):
+    burst()
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0)
+"""
+
+
+def _faults(mode: str, tuned: bool) -> int:
+    out = subprocess.run([sys.executable, "-c", _PROBE, mode, "tuned" if tuned else "as-is"], capture_output=True,
+                         text=True, check=True)
+    return int(out.stdout.strip().splitlines()[-1])
+
+
+@glibc
+@pytest.mark.parametrize("mode", ["mmap", "trim"])
+def test_tune_allocator_reuses_freed_memory_instead_of_faulting_in_fresh_pages(mode):
+    pages = 20 * 16 * (4 << 20) // 4096  # 327,680 pages written in the 20 timed bursts
+    assert _faults(mode, tuned=False) > 0.9 * pages  # every page faulted in again, burst after burst
+    assert _faults(mode, tuned=True) < 0.01 * pages  # the freed memory is reused (measured: 0)
+
+
+def test_setup_torch_sets_threads_and_device_names():
+    n = torch.get_num_threads()
+    try:
+        setup_torch(1)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(n)
+    assert resolve_device("cpu") == torch.device("cpu")
+    with pytest.raises(ValueError, match="device must be one of"):
+        resolve_device("tpu")
+
+
+def test_tune_allocator_is_repeatable():
+    assert tune_allocator() == tune_allocator()
