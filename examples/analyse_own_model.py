@@ -35,7 +35,7 @@ x0 = oracle.sample(3, generator=torch.Generator().manual_seed(1)).float()  # (3,
 x_t = torch.stack([sde.marginal_prob(x0, torch.full((3,), tj))[0] + sde.sigma(torch.tensor(tj)) * torch.randn_like(x0)
                    for tj in t], dim=1)[:, :, 0].numpy()  # (n_images, n_times, 28, 28)
 
-J = jacobians_at_times(my_score, x_t, t)  # (3, 3, 784, 784), exact, via torch.func
+J = jacobians_at_times(my_score, x_t, t)  # (3, 3, 784, 784), exact (reverse-mode autodiff)
 sigma = sde.sigma(torch.tensor(t, dtype=torch.float64)).numpy()
 result = analyse_jacobians(J, images=range(3), labels=[-1] * 3, t=t, sigma=sigma, run="example", kappa=0.1,
                            kappa_sweep=[0.0, 0.1, 0.5])

@@ -109,7 +109,7 @@ def test_model_jacobians_same_for_every_method_and_layout():
     ckpt = {"kind": "unet", "state": {"ema": net.state_dict()}, "config": cfg}
     x_t = np.random.default_rng(0).standard_normal((1, 2, 28, 28)).astype(np.float32)
     t = [0.05, 0.5]
-    Js = {(m, f): model_jacobians(ckpt, x_t, t, device="cpu", jacobian={"dtype": "float64", "chunk_size": 100,
+    Js = {(m, f): model_jacobians(ckpt, x_t, t, device="cpu", jacobian={"dtype": "float64", "chunk_size": None,
                                                                           "method": m, "memory_format": f})
           for m, f in (("auto", "auto"), ("vmap", "contiguous"), ("retain", "channels_last"), ("vmap", "channels_last"),
                        ("retain", "contiguous"))}
@@ -127,6 +127,8 @@ def test_model_jacobians_same_for_every_method_and_layout():
     assert memory_format("auto", "cpu") == torch.channels_last
     assert memory_format("contiguous", "cpu") == torch.contiguous_format
     assert memory_format("auto", "cuda") == torch.contiguous_format
+    with pytest.raises(ValueError, match="jacobian.memory_format"):
+        memory_format("nhwc", "cpu")
 
 
 def test_pca_oracle_checkpoint_matches_expected_local_dim():

@@ -109,6 +109,16 @@ def test_channels_last_model_gives_the_same_jacobian(conv64, method):
     torch.testing.assert_close(J, ref, rtol=0, atol=1e-13)
 
 
+@pytest.mark.parametrize("method", ["auto", "vmap", "expand", "retain"])
+def test_outputs_independent_of_x_give_zero_rows(method):
+    """A constant (or detached) output has a zero Jacobian, whatever the method (autograd itself would raise)."""
+    x = torch.randn(3, 6, dtype=torch.float64)
+    w = torch.randn(6, dtype=torch.float64, requires_grad=True)
+    for f in (lambda z: torch.zeros_like(z), lambda z: 2 * z.detach(), lambda z: w.expand(z.shape[0], 6) * 1.0):
+        J = batch_jacobian(f, x, chunk_size=4, method=method)
+        assert J.shape == (3, 6, 6) and torch.count_nonzero(J) == 0
+
+
 def test_auto_method_and_memory_format_per_device():
     assert default_method("cpu") == "retain" and default_method(torch.device("cuda", 0)) == "vmap"
     assert preferred_memory_format("cpu") == torch.channels_last
@@ -140,9 +150,12 @@ def test_score_jacobian_time_broadcast():
     J_vec = score_jacobian(orc, x, torch.full((4,), 0.3, dtype=torch.float64))
     torch.testing.assert_close(J_scalar, J_vec, rtol=0, atol=0)
     ts = torch.tensor([0.1, 0.3, 0.5, 0.9], dtype=torch.float64)
-    J = score_jacobian(orc, x, ts, chunk_size=5)  # chunks straddle samples with different t
-    for b in range(4):
-        torch.testing.assert_close(J[b], orc.jacobian(ts[b]), rtol=1e-12, atol=1e-10)
+    # vmap/expand: chunks of 5 rows straddle samples with different t; retain: 32 >= 2 x 16 puts two
+    # samples with different t in one pass
+    for method, chunk_size in (("vmap", 5), ("expand", 5), ("retain", 5), ("retain", 32), ("auto", None)):
+        J = score_jacobian(orc, x, ts, chunk_size=chunk_size, method=method)
+        for b in range(4):
+            torch.testing.assert_close(J[b], orc.jacobian(ts[b]), rtol=1e-12, atol=1e-10)
     with pytest.raises(ValueError):
         score_jacobian(orc, x, torch.zeros(3))
 

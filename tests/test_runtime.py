@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -25,6 +26,7 @@ _PROBE = """
 import ctypes, resource, sys
 from score_geometry.runtime import tune_allocator
 libc = ctypes.CDLL("libc.so.6")
+libc.prctl(41, 1, 0, 0, 0)  # PR_SET_THP_DISABLE: no transparent huge pages (they would fault 2 MiB at a time)
 libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
 libc.free.argtypes = [ctypes.c_void_p]
 libc.memset.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_size_t]
@@ -53,10 +55,17 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0)
 """
 
 
+def _run(code: str, *args: str) -> str:
+    """Run `code` in a fresh interpreter whose glibc malloc has its built-in defaults (no GLIBC_TUNABLES or
+    MALLOC_* settings inherited from this environment, e.g. hugetlb)."""
+    env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES" and not k.startswith("MALLOC_")}
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, check=True,
+                          env=env).stdout
+
+
 def _faults(mode: str, tuned: bool) -> int:
-    out = subprocess.run([sys.executable, "-c", _PROBE, mode, "tuned" if tuned else "as-is"], capture_output=True,
-                         text=True, check=True)
-    return int(out.stdout.strip().splitlines()[-1])
+    out = _run(_PROBE, mode, "tuned" if tuned else "as-is")
+    return int(out.strip().splitlines()[-1])
 
 
 @glibc
@@ -67,11 +76,15 @@ def test_tune_allocator_reuses_freed_memory_instead_of_faulting_in_fresh_pages(m
     assert _faults(mode, tuned=True) < 0.01 * pages  # the freed memory is reused (measured: 0)
 
 
-def test_setup_torch_sets_threads_and_device_names():
+def test_setup_torch_sets_threads_and_tunes_the_allocator(monkeypatch):
+    import score_geometry.runtime as runtime
+
+    calls = []
+    monkeypatch.setattr(runtime, "tune_allocator", lambda: calls.append(1) or True)
     n = torch.get_num_threads()
     try:
         setup_torch(1)
-        assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 1 and calls == [1]
     finally:
         torch.set_num_threads(n)
     assert resolve_device("cpu") == torch.device("cpu")
@@ -79,5 +92,11 @@ def test_setup_torch_sets_threads_and_device_names():
         resolve_device("tpu")
 
 
-def test_tune_allocator_is_repeatable():
-    assert tune_allocator() == tune_allocator()
+@glibc
+def test_tune_allocator_accepts_its_settings_repeatedly_and_rejects_non_int_values():
+    out = _run("from score_geometry.runtime import tune_allocator\n"
+               "print(tune_allocator(), tune_allocator(), tune_allocator(1 << 20, 1 << 20))")
+    assert out.split() == ["True", "True", "True"]
+    for bad in ({"mmap_threshold": -1}, {"trim_threshold": 4 << 30}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            tune_allocator(**bad)

@@ -191,7 +191,7 @@ def _jacobian_expand(fn: _IndexedFn, x: torch.Tensor, chunk_size: Optional[int])
             y = fn(xr, b_idx)
             cot = torch.zeros(u1 - u0, D_out, dtype=y.dtype, device=y.device)
             cot[torch.arange(u1 - u0, device=x.device), r_idx] = 1
-            (g,) = torch.autograd.grad(y, xr, grad_outputs=cot.view_as(y))
+            g = _input_grad(y, xr, cot.view_as(y), retain_graph=False)
             Jf[u0:u1] = g.reshape(u1 - u0, D_in)
     return J
 
@@ -223,9 +223,18 @@ def _jacobian_retain(fn: _IndexedFn, x: torch.Tensor, chunk_size: Optional[int])
                 r1 = min(D_out, r0 + rows)
                 cot = torch.zeros(nb, rows, D_out, dtype=y.dtype, device=y.device)
                 cot[:, : r1 - r0] = eye[r0:r1]
-                (g,) = torch.autograd.grad(y, xr, grad_outputs=cot, retain_graph=r1 < D_out)
+                g = _input_grad(y, xr, cot, retain_graph=r1 < D_out)
                 J[b0:b1, r0:r1] = g.reshape(nb, rows, D_in)[:, : r1 - r0]
     return J
+
+
+def _input_grad(y: torch.Tensor, x: torch.Tensor, cot: torch.Tensor, *, retain_graph: bool) -> torch.Tensor:
+    """``cot``-weighted gradient of ``y`` with respect to ``x``; zeros where ``y`` does not depend on ``x``
+    (as ``torch.func.vjp`` gives), instead of autograd's error."""
+    if not y.requires_grad:
+        return torch.zeros_like(x)
+    (g,) = torch.autograd.grad(y, x, grad_outputs=cot, retain_graph=retain_graph, allow_unused=True)
+    return torch.zeros_like(x) if g is None else g
 
 
 def default_method(device: torch.device | str) -> str:
@@ -235,7 +244,7 @@ def default_method(device: torch.device | str) -> str:
     keeps a ``channels_last`` model's layout through the backward pass (``vmap`` folds its batch
     dimension into a contiguous tensor), and with it the 28x28 U-Net's Jacobian is ~15 % faster
     (``benchmarks/bench_jacobian.py``, docs/benchmarks.md).  On CUDA ``"vmap"`` with one image per
-    pass is the measured default of the earlier sessions.
+    pass stays the default: no GPU has been available to compare the methods there.
     """
     return "retain" if torch.device(device).type == "cpu" else "vmap"
 

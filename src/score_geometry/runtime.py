@@ -45,9 +45,13 @@ def tune_allocator(mmap_threshold: int = 32 << 20, trim_threshold: int = 1 << 30
     value on 64-bit, 32 MiB) and trims the heap only above ``trim_threshold`` bytes of free memory at its
     top.  It is what jemalloc/tcmalloc give PyTorch on CPU, without a preloaded library.
 
-    Returns True when glibc accepted both settings, False elsewhere (macOS, musl: nothing is changed).
-    Call it once, early; it affects the whole process.
+    Returns True when glibc accepted both settings; False where there is no glibc (macOS, musl: nothing is
+    changed) or glibc refused one (e.g. a 32-bit build, whose largest mmap threshold is 512 KiB; the other
+    setting may then be in effect).  Call it once, early; it affects the whole process.
     """
+    for name, value in (("mmap_threshold", mmap_threshold), ("trim_threshold", trim_threshold)):
+        if not 0 <= value <= 2**31 - 1:  # mallopt takes a C int
+            raise ValueError(f"{name} must be in [0, 2**31 - 1] bytes, got {value}")
     if not sys.platform.startswith("linux"):
         return False
     try:

@@ -26,7 +26,11 @@ MEMORY_FORMATS = {"channels_last": torch.channels_last, "contiguous": torch.cont
 
 def memory_format(name: str, device: torch.device | str) -> torch.memory_format:
     """`jacobian.memory_format` as a torch memory format; "auto" is `jacobian.preferred_memory_format(device)`."""
-    return preferred_memory_format(device) if name == "auto" else MEMORY_FORMATS[name]
+    if name == "auto":
+        return preferred_memory_format(device)
+    if name not in MEMORY_FORMATS:
+        raise ValueError(f"jacobian.memory_format must be one of auto, {', '.join(MEMORY_FORMATS)}; got {name!r}")
+    return MEMORY_FORMATS[name]
 
 
 def shard_images(n_images: int, shards: int, shard: int) -> np.ndarray:
