@@ -8,7 +8,6 @@ from score_geometry.datasets import data_identity
 from score_geometry.toy import training_section as toy_training_section
 from score_geometry.provenance import code_fingerprint
 
-
 validate(config, schema="../schemas/config.schema.yaml")
 try:
     check_config(config)
@@ -19,8 +18,15 @@ RUN = config["run"]
 OUT = f"results/{RUN}"
 ENV = "../../envs/score-geometry.yaml"
 SHARDS = list(range(config["jacobian"]["shards"]))
-FIGURES = ("fig2_features", "fig3_cosines", "fig3_spectrum", "fig3_local_dims", "fig4_overlaps",
-           "fig1_toy", "skew_shares")
+FIGURES = (
+    "fig2_features",
+    "fig3_cosines",
+    "fig3_spectrum",
+    "fig3_local_dims",
+    "fig4_overlaps",
+    "fig1_toy",
+    "skew_shares",
+)
 TABLE_FILES = ("spectra.parquet", "local_dims.parquet", "overlaps.parquet", "diagnostics.parquet")
 
 
@@ -66,7 +72,11 @@ def stage_benchmarks(wildcards=None):
 # assumed GPU_SPEEDUP times faster: an assumption, not a measurement (no GPU was available; see README,
 # "Running on a cluster"). Runtimes (minutes) get 50% headroom plus 10 minutes and grow with each attempt, so a
 # job that hit its time limit is resubmitted with more (training resumes from its checkpoint).
-CPU_SECONDS = {"train_image": 717 / (2500 * 64), "sample_image_step": 254 / (128 * 1000), "jacobian": 170 / 160}
+CPU_SECONDS = {
+    "train_image": 717 / (2500 * 64),
+    "sample_image_step": 254 / (128 * 1000),
+    "jacobian": 170 / 160,
+}
 GPU_SPEEDUP = 200
 
 
@@ -80,8 +90,9 @@ def uses_gpu():
     """CUDA in config, or `auto` where a GPU is visible (nvidia-smi) or the jobs go to a cluster (whose profile
     asks for GPUs)."""
     device = config["device"]
-    return device == "cuda" or (device == "auto" and (shutil.which("nvidia-smi") is not None
-                                                      or workflow.non_local_exec))
+    return device == "cuda" or (
+        device == "auto" and (shutil.which("nvidia-smi") is not None or workflow.non_local_exec)
+    )
 
 
 def gpu_count(wildcards=None):

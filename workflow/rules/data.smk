@@ -1,8 +1,6 @@
 rule prepare_data:
     output:
         f"{OUT}/data/dataset.h5",
-    params:
-        data=config["data"],
     log:
         f"logs/prepare_data/{RUN}.log",
     benchmark:
@@ -12,5 +10,7 @@ rule prepare_data:
     resources:
         mem_mb=4000,
         runtime=10,
+    params:
+        data=config["data"],
     script:
         "../scripts/prepare_data.py"

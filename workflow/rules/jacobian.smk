@@ -4,20 +4,20 @@ rule compute_jacobians:
         sequences=f"{OUT}/samples/sequences.h5",
     output:
         f"{OUT}/jacobians/shard_{{shard}}.h5",
-    params:
-        device=config["device"],
-        jacobian=config["jacobian"],
-    threads: cpu_threads
     log:
         f"logs/compute_jacobians/{RUN}_shard_{{shard}}.log",
     benchmark:
         f"{OUT}/benchmarks/compute_jacobians_shard_{{shard}}.tsv"
     conda:
         ENV
+    threads: cpu_threads
     resources:
         mem_mb=jacobian_mem_mb,
         runtime=jacobian_runtime,
         gpu=gpu_count,
+    params:
+        device=config["device"],
+        jacobian=config["jacobian"],
     script:
         "../scripts/compute_jacobians.py"
 
@@ -28,23 +28,23 @@ rule compute_heldout_jacobians:
         data=f"{OUT}/data/dataset.h5",
     output:
         f"{OUT}/jacobians/heldout.h5",
-    params:
-        device=config["device"],
-        # the sampled sequences' record times (not the sequences: a new sampling run recomputes nothing here)
-        times=config["sample"]["times"],
-        jacobian={k: config["jacobian"][k] for k in ("dtype", "chunk_size", "method", "memory_format")},
-        calibration=config["calibration"],
-    threads: cpu_threads
     log:
         f"logs/compute_heldout_jacobians/{RUN}.log",
     benchmark:
         f"{OUT}/benchmarks/compute_heldout_jacobians.tsv"
     conda:
         ENV
+    threads: cpu_threads
     resources:
         mem_mb=4000,
         runtime=heldout_jacobian_runtime,
         gpu=gpu_count,
+    params:
+        device=config["device"],
+        # the sampled sequences' record times (not the sequences: a new sampling run recomputes nothing here)
+        times=config["sample"]["times"],
+        jacobian={k: config["jacobian"][k] for k in ("dtype", "chunk_size", "method", "memory_format")},
+        calibration=config["calibration"],
     script:
         "../scripts/compute_heldout_jacobians.py"
 
@@ -57,11 +57,12 @@ rule calibrate_noise_floor:
         table=f"{OUT}/stats/calibration.parquet",
         summary=f"{OUT}/stats/calibration_summary.csv",
         markdown=f"{OUT}/stats/calibration_summary.md",
-        html=report(f"{OUT}/stats/calibration_summary.html", caption="../report/calibration.rst",
-                    category="2. Tables", labels={"table": "noise-floor calibration"}),
-    params:
-        run=RUN,
-        kappa=config["analysis"]["kappa"],
+        html=report(
+            f"{OUT}/stats/calibration_summary.html",
+            caption="../report/calibration.rst",
+            category="2. Tables",
+            labels={"table": "noise-floor calibration"},
+        ),
     log:
         f"logs/calibrate_noise_floor/{RUN}.log",
     benchmark:
@@ -71,5 +72,8 @@ rule calibrate_noise_floor:
     resources:
         mem_mb=4000,
         runtime=30,
+    params:
+        run=RUN,
+        kappa=config["analysis"]["kappa"],
     script:
         "../scripts/calibrate_noise_floor.py"

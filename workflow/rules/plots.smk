@@ -9,12 +9,12 @@ rule plot_fig2:
         features=f"{OUT}/stats/features.h5",
     output:
         pdf=f"{OUT}/figures/fig2_features.pdf",
-        png=report(f"{OUT}/figures/fig2_features.png", caption="../report/fig2.rst", category="1. Figures",
-                   labels={"figure": "Fig. 2", "content": "feature vectors of one sequence"}),
-    params:
-        image=config["plots"]["fig2_image"],
-        dpi=config["plots"]["dpi"],
-        code=plot_code("fig2_features"),
+        png=report(
+            f"{OUT}/figures/fig2_features.png",
+            caption="../report/fig2.rst",
+            category="1. Figures",
+            labels={"figure": "Fig. 2", "content": "feature vectors of one sequence"},
+        ),
     log:
         f"logs/plot_fig2/{RUN}.log",
     conda:
@@ -22,6 +22,10 @@ rule plot_fig2:
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        image=config["plots"]["fig2_image"],
+        dpi=config["plots"]["dpi"],
+        code=plot_code("fig2_features"),
     script:
         "../scripts/plot_fig2.py"
 
@@ -31,12 +35,12 @@ rule plot_fig3_cosines:
         spectra=f"{OUT}/stats/spectra.parquet",
     output:
         pdf=f"{OUT}/figures/fig3_cosines.pdf",
-        png=report(f"{OUT}/figures/fig3_cosines.png", caption="../report/fig3_cosines.rst", category="1. Figures",
-                   labels={"figure": "Fig. 3a", "content": "(top) cos(u_i, v_i) against rank"}),
-    params:
-        examples=config["plots"]["examples"],
-        dpi=config["plots"]["dpi"],
-        code=plot_code("fig3_cosines"),
+        png=report(
+            f"{OUT}/figures/fig3_cosines.png",
+            caption="../report/fig3_cosines.rst",
+            category="1. Figures",
+            labels={"figure": "Fig. 3a", "content": "(top) cos(u_i, v_i) against rank"},
+        ),
     log:
         f"logs/plot_fig3_cosines/{RUN}.log",
     conda:
@@ -44,6 +48,10 @@ rule plot_fig3_cosines:
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        examples=config["plots"]["examples"],
+        dpi=config["plots"]["dpi"],
+        code=plot_code("fig3_cosines"),
     script:
         "../scripts/plot_fig3_cosines.py"
 
@@ -54,12 +62,12 @@ rule plot_fig3_spectrum:
         diagnostics=f"{OUT}/stats/diagnostics.parquet",
     output:
         pdf=f"{OUT}/figures/fig3_spectrum.pdf",
-        png=report(f"{OUT}/figures/fig3_spectrum.png", caption="../report/fig3_spectrum.rst",
-                   category="1. Figures", labels={"figure": "Fig. 3b", "content": "(bottom left) 1/s_i against rank"}),
-    params:
-        examples=config["plots"]["examples"],
-        dpi=config["plots"]["dpi"],
-        code=plot_code("fig3_spectrum"),
+        png=report(
+            f"{OUT}/figures/fig3_spectrum.png",
+            caption="../report/fig3_spectrum.rst",
+            category="1. Figures",
+            labels={"figure": "Fig. 3b", "content": "(bottom left) 1/s_i against rank"},
+        ),
     log:
         f"logs/plot_fig3_spectrum/{RUN}.log",
     conda:
@@ -67,6 +75,10 @@ rule plot_fig3_spectrum:
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        examples=config["plots"]["examples"],
+        dpi=config["plots"]["dpi"],
+        code=plot_code("fig3_spectrum"),
     script:
         "../scripts/plot_fig3_spectrum.py"
 
@@ -77,13 +89,12 @@ rule plot_fig3_local_dims:
         vae=[f"{OUT}/vae/local_dims.parquet"] if config["plots"]["vae_baseline"] else [],
     output:
         pdf=f"{OUT}/figures/fig3_local_dims.pdf",
-        png=report(f"{OUT}/figures/fig3_local_dims.png", caption="../report/fig3_local_dims.rst",
-                   category="1. Figures",
-                   labels={"figure": "Fig. 3c", "content": "(bottom right) local dimension r_t over images"}),
-    params:
-        dpi=config["plots"]["dpi"],
-        code=plot_code("fig3_local_dims"),
-        vae_baseline=config["plots"]["vae_baseline"],
+        png=report(
+            f"{OUT}/figures/fig3_local_dims.png",
+            caption="../report/fig3_local_dims.rst",
+            category="1. Figures",
+            labels={"figure": "Fig. 3c", "content": "(bottom right) local dimension r_t over images"},
+        ),
     log:
         f"logs/plot_fig3_local_dims/{RUN}.log",
     conda:
@@ -91,6 +102,10 @@ rule plot_fig3_local_dims:
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        dpi=config["plots"]["dpi"],
+        code=plot_code("fig3_local_dims"),
+        vae_baseline=config["plots"]["vae_baseline"],
     script:
         "../scripts/plot_fig3_local_dims.py"
 
@@ -101,11 +116,12 @@ rule plot_fig4:
         diagnostics=f"{OUT}/stats/diagnostics.parquet",
     output:
         pdf=f"{OUT}/figures/fig4_overlaps.pdf",
-        png=report(f"{OUT}/figures/fig4_overlaps.png", caption="../report/fig4.rst", category="1. Figures",
-                   labels={"figure": "Fig. 4", "content": "subspace overlaps Phi_n"}),
-    params:
-        dpi=config["plots"]["dpi"],
-        code=plot_code("fig4_overlaps"),
+        png=report(
+            f"{OUT}/figures/fig4_overlaps.png",
+            caption="../report/fig4.rst",
+            category="1. Figures",
+            labels={"figure": "Fig. 4", "content": "subspace overlaps Phi_n"},
+        ),
     log:
         f"logs/plot_fig4/{RUN}.log",
     conda:
@@ -113,5 +129,8 @@ rule plot_fig4:
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        dpi=config["plots"]["dpi"],
+        code=plot_code("fig4_overlaps"),
     script:
         "../scripts/plot_fig4.py"

@@ -7,8 +7,12 @@ rule summarise_benchmarks:
     output:
         csv=f"{OUT}/stats/stage_times.csv",
         markdown=f"{OUT}/stats/stage_times.md",
-        html=report(f"{OUT}/stats/stage_times.html", caption="../report/stage_times.rst", category="3. Run",
-                    labels={"table": "stage benchmarks"}),
+        html=report(
+            f"{OUT}/stats/stage_times.html",
+            caption="../report/stage_times.rst",
+            category="3. Run",
+            labels={"table": "stage benchmarks"},
+        ),
     log:
         f"logs/summarise_benchmarks/{RUN}.log",
     conda:

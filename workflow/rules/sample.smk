@@ -3,20 +3,20 @@ rule sample_sequences:
         model=f"{OUT}/model/model.pt",
     output:
         f"{OUT}/samples/sequences.h5",
-    params:
-        device=config["device"],
-        sample=config["sample"],  # the SDE comes with the checkpoint
-    threads: cpu_threads
     log:
         f"logs/sample_sequences/{RUN}.log",
     benchmark:
         f"{OUT}/benchmarks/sample_sequences.tsv"
     conda:
         ENV
+    threads: cpu_threads
     resources:
         mem_mb=4000,
         runtime=sample_runtime,
         gpu=gpu_count,
+    params:
+        device=config["device"],
+        sample=config["sample"],  # the SDE comes with the checkpoint
     script:
         "../scripts/sample_sequences.py"
 
@@ -29,10 +29,12 @@ rule evaluate_samples:
     output:
         quality=f"{OUT}/samples/quality.json",
         predictions=f"{OUT}/samples/predictions.parquet",
-        grid=report(f"{OUT}/samples/samples_grid.png", caption="../report/samples.rst", category="1. Figures",
-                    labels={"figure": "samples", "content": "generated digits with predicted labels"}),
-    params:
-        seed=config["seed"],
+        grid=report(
+            f"{OUT}/samples/samples_grid.png",
+            caption="../report/samples.rst",
+            category="1. Figures",
+            labels={"figure": "samples", "content": "generated digits with predicted labels"},
+        ),
     log:
         f"logs/evaluate_samples/{RUN}.log",
     benchmark:
@@ -42,5 +44,7 @@ rule evaluate_samples:
     resources:
         mem_mb=4000,
         runtime=10,
+    params:
+        seed=config["seed"],
     script:
         "../scripts/evaluate_samples.py"

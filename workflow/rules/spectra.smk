@@ -5,19 +5,19 @@ rule analyse_spectra:
     output:
         tables=multiext(f"{OUT}/spectra/shard_{{shard}}/", *TABLE_FILES),
         features=f"{OUT}/spectra/shard_{{shard}}/features.h5",
-    params:
-        run=RUN,
-        analysis=config["analysis"],
-    threads: 1
     log:
         f"logs/analyse_spectra/{RUN}_shard_{{shard}}.log",
     benchmark:
         f"{OUT}/benchmarks/analyse_spectra_shard_{{shard}}.tsv"
     conda:
         ENV
+    threads: 1
     resources:
         mem_mb=jacobian_mem_mb,
         runtime=60,
+    params:
+        run=RUN,
+        analysis=config["analysis"],
     script:
         "../scripts/analyse_spectra.py"
 
@@ -47,8 +47,12 @@ rule summarise_results:
     output:
         csv=f"{OUT}/stats/summary.csv",
         markdown=f"{OUT}/stats/summary.md",
-        html=report(f"{OUT}/stats/summary.html", caption="../report/summary.rst", category="2. Tables",
-                    labels={"table": "summary per t"}),
+        html=report(
+            f"{OUT}/stats/summary.html",
+            caption="../report/summary.rst",
+            category="2. Tables",
+            labels={"table": "summary per t"},
+        ),
     log:
         f"logs/summarise_results/{RUN}.log",
     conda:

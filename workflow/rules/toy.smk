@@ -7,22 +7,22 @@ rule train_toy:
         model=f"{OUT}/toy/model.pt",
         options=f"{OUT}/toy/training_options.json",
         metrics=f"{OUT}/toy/metrics.jsonl",
-    params:
-        device=config["device"],
-        sde=config["sde"],
-        toy=toy_training_section(config["toy"]),  # figure and analysis options never retrain
-        # The rolling resume state lives outside the declared outputs so a killed job keeps it.
-        workdir=f"{OUT}/toy/work",
-    threads: 1
     log:
         f"logs/train_toy/{RUN}.log",
     benchmark:
         f"{OUT}/benchmarks/train_toy.tsv"
     conda:
         ENV
+    threads: 1
     resources:
         mem_mb=2000,
         runtime=30,
+    params:
+        device=config["device"],
+        sde=config["sde"],
+        toy=toy_training_section(config["toy"]),  # figure and analysis options never retrain
+        # The rolling resume state lives outside the declared outputs so a killed job keeps it.
+        workdir=f"{OUT}/toy/work",
     script:
         "../scripts/train_toy.py"
 
@@ -34,19 +34,19 @@ rule analyse_toy:
         points=f"{OUT}/toy/points.parquet",
         summary=f"{OUT}/toy/summary.csv",
         field=f"{OUT}/toy/field.h5",
-    params:
-        sde=config["sde"],
-        toy=config["toy"],
-    threads: 1
     log:
         f"logs/analyse_toy/{RUN}.log",
     benchmark:
         f"{OUT}/benchmarks/analyse_toy.tsv"
     conda:
         ENV
+    threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        sde=config["sde"],
+        toy=config["toy"],
     script:
         "../scripts/analyse_toy.py"
 
@@ -57,11 +57,12 @@ rule plot_fig1:
         points=f"{OUT}/toy/points.parquet",
     output:
         pdf=f"{OUT}/figures/fig1_toy.pdf",
-        png=report(f"{OUT}/figures/fig1_toy.png", caption="../report/fig1.rst", category="1. Figures",
-                   labels={"figure": "Fig. 1", "content": "toy: where a learned field is non-conservative"}),
-    params:
-        dpi=config["plots"]["dpi"],
-        code=plot_code("fig1_toy", "score_geometry.plots_toy"),
+        png=report(
+            f"{OUT}/figures/fig1_toy.png",
+            caption="../report/fig1.rst",
+            category="1. Figures",
+            labels={"figure": "Fig. 1", "content": "toy: where a learned field is non-conservative"},
+        ),
     log:
         f"logs/plot_fig1/{RUN}.log",
     conda:
@@ -69,6 +70,9 @@ rule plot_fig1:
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        dpi=config["plots"]["dpi"],
+        code=plot_code("fig1_toy", "score_geometry.plots_toy"),
     script:
         "../scripts/plot_fig1.py"
 
@@ -78,11 +82,12 @@ rule plot_skew_shares:
         diagnostics=f"{OUT}/stats/diagnostics.parquet",
     output:
         pdf=f"{OUT}/figures/skew_shares.pdf",
-        png=report(f"{OUT}/figures/skew_shares.png", caption="../report/skew_shares.rst", category="1. Figures",
-                   labels={"figure": "Skew shares", "content": "MNIST: where J - J^T lies"}),
-    params:
-        dpi=config["plots"]["dpi"],
-        code=plot_code("skew_shares_figure", "score_geometry.plots_toy"),
+        png=report(
+            f"{OUT}/figures/skew_shares.png",
+            caption="../report/skew_shares.rst",
+            category="1. Figures",
+            labels={"figure": "Skew shares", "content": "MNIST: where J - J^T lies"},
+        ),
     log:
         f"logs/plot_skew_shares/{RUN}.log",
     conda:
@@ -90,5 +95,8 @@ rule plot_skew_shares:
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        dpi=config["plots"]["dpi"],
+        code=plot_code("skew_shares_figure", "score_geometry.plots_toy"),
     script:
         "../scripts/plot_skew_shares.py"

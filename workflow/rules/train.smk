@@ -5,6 +5,17 @@ rule train_model:
         model=f"{OUT}/model/model.pt",
         options=f"{OUT}/model/training_options.json",
         metrics=f"{OUT}/model/metrics.jsonl",
+    log:
+        f"logs/train_model/{RUN}.log",
+    benchmark:
+        f"{OUT}/benchmarks/train_model.tsv"
+    conda:
+        ENV
+    threads: cpu_threads
+    resources:
+        mem_mb=4000,
+        runtime=train_runtime,
+        gpu=gpu_count,
     params:
         seed=config["seed"],
         device=config["device"],
@@ -14,17 +25,6 @@ rule train_model:
         train=config["train"],
         # The rolling resume state lives outside the declared outputs so a killed job keeps it.
         workdir=f"{OUT}/model/work",
-    threads: cpu_threads
-    log:
-        f"logs/train_model/{RUN}.log",
-    benchmark:
-        f"{OUT}/benchmarks/train_model.tsv"
-    conda:
-        ENV
-    resources:
-        mem_mb=4000,
-        runtime=train_runtime,
-        gpu=gpu_count,
     script:
         "../scripts/train_model.py"
 
@@ -35,18 +35,18 @@ rule train_classifier:
     output:
         model=f"{OUT}/classifier/classifier.pt",
         metrics=f"{OUT}/classifier/metrics.json",
-    params:
-        seed=config["seed"],
-        classifier=config["classifier"],
-    threads: cpu_threads
     log:
         f"logs/train_classifier/{RUN}.log",
     benchmark:
         f"{OUT}/benchmarks/train_classifier.tsv"
     conda:
         ENV
+    threads: cpu_threads
     resources:
         mem_mb=4000,
         runtime=30,
+    params:
+        seed=config["seed"],
+        classifier=config["classifier"],
     script:
         "../scripts/train_classifier.py"

@@ -11,6 +11,16 @@ rule train_vae:
         models=expand(f"{OUT}/vae/{{condition}}/vae.pt", condition=VAE_CONDITIONS),
         options=expand(f"{OUT}/vae/{{condition}}/training_options.json", condition=VAE_CONDITIONS),
         metrics=expand(f"{OUT}/vae/{{condition}}/metrics.jsonl", condition=VAE_CONDITIONS),
+    log:
+        f"logs/train_vae/{RUN}.log",
+    benchmark:
+        f"{OUT}/benchmarks/train_vae.tsv"
+    conda:
+        ENV
+    threads: cpu_threads
+    resources:
+        mem_mb=4000,
+        runtime=60,
     params:
         device=config["device"],
         data=data_identity(config["data"]),
@@ -18,16 +28,6 @@ rule train_vae:
         vae=config["vae"],
         # Rolling resume states live outside the declared outputs so a killed job keeps them.
         workdir=f"{OUT}/vae/work",
-    threads: cpu_threads
-    log:
-        f"logs/train_vae/{RUN}.log",
-    benchmark:
-        f"{OUT}/benchmarks/train_vae.tsv"
-    conda:
-        ENV
-    resources:
-        mem_mb=4000,
-        runtime=60,
     script:
         "../scripts/train_vae.py"
 
@@ -40,18 +40,18 @@ rule vae_local_dims:
         predictions=f"{OUT}/samples/predictions.parquet",
     output:
         f"{OUT}/vae/local_dims.parquet",
-    params:
-        vae=config["vae"],
-    threads: 1
     log:
         f"logs/vae_local_dims/{RUN}.log",
     benchmark:
         f"{OUT}/benchmarks/vae_local_dims.tsv"
     conda:
         ENV
+    threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        vae=config["vae"],
     script:
         "../scripts/vae_local_dims.py"
 
@@ -62,19 +62,19 @@ rule estimate_dims:
         model=f"{OUT}/model/model.pt",
     output:
         f"{OUT}/estimators/estimates.parquet",
-    params:
-        device=config["device"],
-        estimators=config["estimators"],
-    threads: cpu_threads
     log:
         f"logs/estimate_dims/{RUN}.log",
     benchmark:
         f"{OUT}/benchmarks/estimate_dims.tsv"
     conda:
         ENV
+    threads: cpu_threads
     resources:
         mem_mb=4000,
         runtime=60,
+    params:
+        device=config["device"],
+        estimators=config["estimators"],
     script:
         "../scripts/estimate_dims.py"
 
@@ -87,8 +87,12 @@ rule compare_estimators:
     output:
         csv=f"{OUT}/estimators/comparison.csv",
         markdown=f"{OUT}/estimators/comparison.md",
-        html=report(f"{OUT}/estimators/comparison.html", caption="../report/comparison.rst", category="2. Tables",
-                    labels={"table": "local-dimension estimators"}),
+        html=report(
+            f"{OUT}/estimators/comparison.html",
+            caption="../report/comparison.rst",
+            category="2. Tables",
+            labels={"table": "local-dimension estimators"},
+        ),
     log:
         f"logs/compare_estimators/{RUN}.log",
     conda:
@@ -107,11 +111,12 @@ rule plot_estimators:
         diagnostics=f"{OUT}/stats/diagnostics.parquet",
     output:
         pdf=f"{OUT}/figures/estimators.pdf",
-        png=report(f"{OUT}/figures/estimators.png", caption="../report/estimators.rst", category="1. Figures",
-                   labels={"figure": "VAE and estimators", "content": "local dimension by estimator and digit"}),
-    params:
-        dpi=config["plots"]["dpi"],
-        code=plot_code("estimators_figure", "score_geometry.plots_estimators"),
+        png=report(
+            f"{OUT}/figures/estimators.png",
+            caption="../report/estimators.rst",
+            category="1. Figures",
+            labels={"figure": "VAE and estimators", "content": "local dimension by estimator and digit"},
+        ),
     log:
         f"logs/plot_estimators/{RUN}.log",
     conda:
@@ -119,5 +124,8 @@ rule plot_estimators:
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        dpi=config["plots"]["dpi"],
+        code=plot_code("estimators_figure", "score_geometry.plots_estimators"),
     script:
         "../scripts/plot_estimators.py"
