@@ -2,23 +2,25 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+# exact tested versions (pyproject.toml has compatible ranges); a change to either reinstalls
+CONSTRAINTS := envs/constraints.txt
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml $(CONSTRAINTS) | cksum | cut -d' ' -f1)
 CORES ?= all
 
-.PHONY: run test venv system-deps figures lint
+.PHONY: run test venv system-deps figures lint lock
 
 run: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES)
 
-test: $(STAMP) system-deps
+test: $(STAMP) system-deps lint
 	$(BIN)/python -m pytest
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) -e '.[test]'
 	rm -f $(VENV)/.installed-*
 	touch $@
 
@@ -41,5 +43,12 @@ FIGURE_RULES := plot_fig1 plot_fig2 plot_fig3_cosines plot_fig3_spectrum plot_fi
 figures: $(STAMP)
 	$(BIN)/snakemake $(FIGURE_RULES) --cores $(CORES) --forcerun $(FIGURE_RULES)
 
+# Snakemake's linter and the Snakemake formatter (settings in pyproject.toml); part of `make test`.
 lint: $(STAMP)
 	$(BIN)/snakemake --lint
+	$(BIN)/snakefmt --check .
+
+# Rewrite the constraints from the current environment (after changing a range in pyproject.toml).
+lock: $(STAMP)
+	{ sed -n '/^#/p' $(CONSTRAINTS); $(BIN)/python -m pip freeze --exclude-editable | grep -v '^score-geometry=='; } > $(CONSTRAINTS).new
+	mv $(CONSTRAINTS).new $(CONSTRAINTS)

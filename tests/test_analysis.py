@@ -76,6 +76,21 @@ def test_calibration_ratio_detects_miscalibration():
     assert high_rank_floor_share(s / 1.2, sigma) == 0.0 and high_rank_floor_share(s, sigma) == 1.0
 
 
+@pytest.mark.parametrize("D", [100, 101])
+def test_calibration_ratio_uses_exactly_the_top_half_when_half_the_ranks_are_on_the_manifold(D):
+    """Half of the ranks on the manifold (1/s_i far above the floor): only the top half (the floor) may enter.
+    Taking the bottom half, or every rank, moves the median off the floor; a mean instead of the median is
+    pulled by the skewed floor."""
+    sigma = 0.2
+    n_floor = D - D // 2  # the largest singular values: ranks D//2 .. D-1
+    rng = np.random.default_rng(0)
+    floor_ratio = np.r_[np.full(n_floor - 5, 1.03), np.full(5, 1.9)]  # median 1.03, mean well above
+    inv_s = np.r_[np.linspace(2.0, 60.0, D - n_floor), rng.permutation(floor_ratio)] * sigma**2
+    s = np.sort(1.0 / inv_s)  # ascending
+    assert calibration_ratio(s, sigma) == pytest.approx(1.03)
+    assert high_rank_floor_share(s, sigma) == pytest.approx((n_floor - 5) / n_floor)
+
+
 def test_calibration_tables():
     rows = lambda src_t: pd.DataFrame({"run": "r", "image": [0, 1], "label": [1, 2], "t": src_t, "sigma": 0.1,  # noqa: E731
                                        "calibration_ratio": [1.0, 1.2], "high_rank_floor_share": 1.0,

@@ -77,6 +77,22 @@ def test_tiny_run_end_to_end(tiny_run):
         assert "<table" in (out / "stats" / f"{table}.html").read_text()
 
 
+def test_cores_beyond_the_machine_cap_every_job(tiny_run):
+    """`--cores 8` (the README's command) gives no job more threads than this process may use, and says so."""
+    import re
+
+    from score_geometry.cpus import usable_cpus
+
+    console = (tiny_run / "tiny_run.console.txt").read_text()
+    threads = [int(n) for n in re.findall(r"^\s+threads: (\d+)$", console, re.M)]
+    # Snakemake prints a job's threads only when above 1
+    assert max(threads, default=1) <= usable_cpus() and (threads or usable_cpus() == 1)
+    options = json.loads((tiny_run / "results" / "tiny" / "model" / "training_options.json").read_text())
+    assert 1 <= options["threads"] <= usable_cpus()
+    warned = console.count("exceeds the")
+    assert warned == (1 if usable_cpus() < 8 else 0), console
+
+
 def test_nothing_left_to_do(tiny_run):
     again = run_snakemake(tiny_run, "-n", *TINY)
     assert again.returncode == 0
@@ -210,3 +226,15 @@ def test_every_rule_declares_resources_that_scale_with_the_config(workflow_dir):
     bigger = plan("jacobian:\n  n_images: 6\n  shards: 1", "train:\n  steps: 200000")
     assert int(bigger["compute_jacobians"]["mem_mb"]) > int(base["compute_jacobians"]["mem_mb"])
     assert int(bigger["train_model"]["runtime"]) > int(base["train_model"]["runtime"])
+
+
+def test_default_profile_prints_a_failing_jobs_log(workflow_dir):
+    """profiles/default/ is loaded without being named, so a plain `snakemake --cores N` (and `make run`) shows
+    a failing job's log on the console (show-failed-logs), here a data set that is not on disk."""
+    (workflow_dir / "missing_data.yaml").write_text("data:\n  dataset: mnist\n  root: no_such_dir\n")
+    proc = run_snakemake(workflow_dir, "results/tiny/data/dataset.h5", "--cores", "1", "--configfile",
+                         "presets/tiny.yaml", "missing_data.yaml")
+    console = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "workflow specific profile profiles/default" in console
+    assert "Logfile logs/prepare_data/tiny.log:" in console and "Looked under" in console

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import torch
 
+from .cpus import usable_cpus
+
 log = logging.getLogger(__name__)
 
 
@@ -23,9 +25,12 @@ def setup_logging(log_path: str | Path | None) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
-def set_threads(n: int) -> None:
-    """Use `n` CPU threads in torch (Snakemake's `threads:` for the job)."""
-    torch.set_num_threads(max(1, int(n)))
+def set_threads(n: int) -> int:
+    """Use `n` CPU threads in torch (Snakemake's `threads:` for the job), at most the CPUs this process may
+    use (a cluster profile's set-threads can exceed a node's cgroup quota); returns the number set."""
+    n = max(1, min(int(n), usable_cpus()))
+    torch.set_num_threads(n)
+    return n
 
 
 #: glibc's mallopt parameters (malloc.h)
@@ -66,10 +71,12 @@ def tune_allocator(mmap_threshold: int = 32 << 20, trim_threshold: int = 1 << 30
     return ok
 
 
-def setup_torch(threads: int) -> None:
-    """A CPU job's torch setup: `threads` intra-op threads (Snakemake's ``threads:``) and `tune_allocator`."""
-    set_threads(threads)
+def setup_torch(threads: int) -> int:
+    """A CPU job's torch setup: `threads` intra-op threads (Snakemake's ``threads:``, capped by `set_threads`)
+    and `tune_allocator`; returns the threads set."""
+    n = set_threads(threads)
     tune_allocator()
+    return n
 
 
 def resolve_device(name: str) -> torch.device:

@@ -4,6 +4,7 @@ import shutil
 from snakemake.utils import validate
 
 from score_geometry.config import ConfigError, check_config
+from score_geometry.cpus import usable_cpus
 from score_geometry.datasets import data_identity
 from score_geometry.toy import training_section as toy_training_section
 from score_geometry.provenance import code_fingerprint
@@ -67,6 +68,16 @@ def stage_benchmarks(wildcards=None):
     return sorted(files)
 
 
+# Threads: no job gets more than the CPUs this process may use, whatever --cores says.
+USABLE_CPUS = usable_cpus()
+if not workflow.non_local_exec and (workflow.resource_settings.cores or 0) > USABLE_CPUS:
+    logger.warning(
+        f"--cores {workflow.resource_settings.cores} exceeds the {USABLE_CPUS} CPUs this process may use "
+        f"(affinity and cgroup quota): each job gets at most {USABLE_CPUS} threads. Jobs may still run side "
+        f"by side and share them; --cores {USABLE_CPUS} avoids that."
+    )
+
+
 # --- resources: what a scheduler needs to place each job (profiles/ set partitions, GPUs and threads) ---
 # Seconds per unit of work, measured on the default config with 2 CPU cores (docs/benchmarks.md). One GPU is
 # assumed GPU_SPEEDUP times faster: an assumption, not a measurement (no GPU was available; see README,
@@ -81,9 +92,9 @@ GPU_SPEEDUP = 200
 
 
 def cpu_threads(wildcards=None):
-    """Torch-heavy jobs take every core of a local run; on a cluster (no --cores) the profile's set-threads
-    decides, and 1 is the safe fallback."""
-    return max(1, workflow._cores or 1)
+    """Torch-heavy jobs take every CPU this process may use (affinity and cgroup quota, not the machine's
+    count); Snakemake lowers it further to --cores, and on a cluster the profile's set-threads decides."""
+    return USABLE_CPUS
 
 
 def uses_gpu():

@@ -12,13 +12,13 @@ from score_geometry.models import fit_score_model
 from score_geometry.runtime import resolve_device, setup_torch
 
 p = snakemake.params
-setup_torch(snakemake.threads)
+threads = setup_torch(snakemake.threads)
 device = resolve_device(p.device)
 cfg = {"seed": p.seed, "data": dict(p.data), "sde": dict(p.sde), "model": dict(p.model), "train": dict(p.train)}
 images = to_model_range(io.read_dataset(snakemake.input.data).train_images)
 work = Path(p.workdir)
 checkpoint, options = fit_score_model(images, cfg, checkpoint_path=work / "train_state.pt",
-                                      metrics_path=work / "metrics.jsonl", device=device, threads=snakemake.threads)
+                                      metrics_path=work / "metrics.jsonl", device=device, threads=threads)
 io.save_checkpoint(snakemake.output.model, checkpoint)
 io.write_json(snakemake.output.options, options)
 shutil.copyfile(work / "metrics.jsonl", snakemake.output.metrics)

@@ -11,11 +11,11 @@ from score_geometry.runtime import resolve_device, setup_torch
 from score_geometry.toy import fit_toy_model
 
 p = snakemake.params
-setup_torch(snakemake.threads)
+threads = setup_torch(snakemake.threads)
 work = Path(p.workdir)
 checkpoint, options = fit_toy_model(dict(p.toy), dict(p.sde), checkpoint_path=work / "train_state.pt",
                                     metrics_path=work / "metrics.jsonl", device=resolve_device(p.device),
-                                    threads=snakemake.threads)
+                                    threads=threads)
 io.save_checkpoint(snakemake.output.model, checkpoint)
 io.write_json(snakemake.output.options, options)
 shutil.copyfile(work / "metrics.jsonl", snakemake.output.metrics)

@@ -12,14 +12,14 @@ from score_geometry.runtime import resolve_device, setup_torch
 from score_geometry.vae import condition_name, fit_vae
 
 p = snakemake.params
-setup_torch(snakemake.threads)
+threads = setup_torch(snakemake.threads)
 device = resolve_device(p.device)
 images = to_model_range(io.read_dataset(snakemake.input.data).train_images)
 for i, t in enumerate([None, *p.vae["times"]]):
     cfg = {"seed": p.vae["seed"], "data": dict(p.data), "sde": dict(p.sde), "vae": dict(p.vae), "t": t}
     work = Path(p.workdir) / condition_name(t)
     checkpoint, options = fit_vae(images, cfg, checkpoint_path=work / "train_state.pt",
-                                  metrics_path=work / "metrics.jsonl", device=device, threads=snakemake.threads)
+                                  metrics_path=work / "metrics.jsonl", device=device, threads=threads)
     io.save_checkpoint(snakemake.output.models[i], checkpoint)
     io.write_json(snakemake.output.options[i], options)
     shutil.copyfile(work / "metrics.jsonl", snakemake.output.metrics[i])

@@ -1,0 +1,78 @@
+"""How many CPUs this process may actually use: its affinity mask and its cgroup's CPU quota.
+
+`os.cpu_count()` counts the machine's CPUs, not the ones a container, a SLURM allocation (cgroup) or
+`taskset` leave to us; a job that starts one torch thread per machine CPU inside a 2-CPU quota is throttled
+instead of faster. Imports nothing heavy: the Snakefile calls it while the DAG is built.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+__all__ = ["usable_cpus", "affinity_cpus", "cgroup_cpu_limit"]
+
+
+def affinity_cpus() -> int:
+    """CPUs in this process's affinity mask (`taskset`, SLURM's cpuset binding); all CPUs where unknown."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
+
+
+def _cgroup_dirs(root: Path, proc_cgroup: Path) -> list[tuple[int, Path]]:
+    """(version, directory) of this process's cgroup and its ancestors up to `root` (v2 and v1 'cpu')."""
+    try:
+        lines = proc_cgroup.read_text().splitlines()
+    except OSError:
+        return []
+    out: list[tuple[int, Path]] = []
+    for line in lines:
+        hierarchy, _, rest = line.partition(":")
+        controllers, _, path = rest.partition(":")
+        if hierarchy == "0" and controllers == "":
+            version, base = 2, root
+        elif "cpu" in controllers.split(","):
+            version = 1
+            base = next((root / name for name in ("cpu,cpuacct", "cpu", "cpuacct,cpu")
+                         if (root / name).is_dir()), root / "cpu")
+        else:
+            continue
+        rel = Path(path.lstrip("/"))
+        for d in [rel, *rel.parents]:
+            out.append((version, base / d))
+    return out
+
+
+def cgroup_cpu_limit(root: str | os.PathLike = "/sys/fs/cgroup",
+                     proc_cgroup: str | os.PathLike = "/proc/self/cgroup") -> float | None:
+    """The tightest CPU quota (quota / period, in CPUs) on this process's cgroup or its ancestors.
+
+    cgroup v2 (`cpu.max`: "<quota> <period>" or "max <period>") and v1 (`cpu.cfs_quota_us`, -1 = none, and
+    `cpu.cfs_period_us`). Returns None when no quota is set or the files cannot be read (not Linux).
+    """
+    limits = []
+    for version, d in _cgroup_dirs(Path(root), Path(proc_cgroup)):
+        try:
+            if version == 2:
+                quota, period = (d / "cpu.max").read_text().split()[:2]
+                if quota != "max":
+                    limits.append(int(quota) / int(period))
+            else:
+                quota = int((d / "cpu.cfs_quota_us").read_text())
+                if quota > 0:
+                    limits.append(quota / int((d / "cpu.cfs_period_us").read_text()))
+        except (OSError, ValueError, ZeroDivisionError):
+            continue
+    return min(limits) if limits else None
+
+
+def usable_cpus() -> int:
+    """Whole CPUs this process may use: min(affinity mask, cgroup quota rounded up), at least 1."""
+    n = affinity_cpus()
+    quota = cgroup_cpu_limit()
+    if quota is not None:
+        n = min(n, math.ceil(quota))
+    return max(1, n)
