@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -60,6 +61,10 @@ def test_training_is_deterministic_and_logs_metrics(tmp_path):
     assert not ema.training and not torch.equal(ema.conv_in.weight, a.model.conv_in.weight)
 
 
+def _untimed(records):
+    return [{k: v for k, v in r.items() if k != "steps_per_s"} for r in records]
+
+
 _WORKER = r"""
 import sys, json, torch
 torch.set_num_threads(1)
@@ -100,9 +105,11 @@ def test_resume_after_sigkill_is_bit_identical(tmp_path):
     ref = io.load_checkpoint(uninterrupted)
     for a, b in zip(_weights(resumed), _weights(ref)):
         _assert_identical(a, b)
-    # The metrics log continues without duplicated or missing steps.
+    # The metrics log continues without duplicated or missing steps, and matches the uninterrupted run's
+    # record for record (ema_loss included); only the timing differs.
     steps = [r["step"] for r in io.read_jsonl(metrics)]
     assert steps == list(range(5, 401, 5))
+    assert _untimed(io.read_jsonl(metrics)) == _untimed(io.read_jsonl(tmp_path / "ref.jsonl"))
 
 
 def test_checkpoint_from_other_config_is_not_resumed(tmp_path):
@@ -153,3 +160,49 @@ def test_update_ema_warms_up():
         b.weight.fill_(1.0)
     update_ema(a, b, decay=0.999, step=0)  # d = min(0.999, 1/10)
     assert torch.allclose(a.weight, torch.full((2, 2), 0.9))
+
+
+def test_resumed_metrics_match_an_uninterrupted_run(tmp_path):
+    ref = train_model(_images(), CFG, checkpoint_path=tmp_path / "ref.pt", metrics_path=tmp_path / "ref.jsonl",
+                      progress=False)
+    short = json.loads(json.dumps(CFG))
+    short["train"]["steps"] = 6  # its final state (step 6) is what the longer run below resumes from
+    train_model(_images(), short, checkpoint_path=tmp_path / "a.pt", metrics_path=tmp_path / "a.jsonl",
+                progress=False)
+    resumed = train_model(_images(), CFG, checkpoint_path=tmp_path / "a.pt", metrics_path=tmp_path / "a.jsonl",
+                          progress=False)
+    _assert_identical(resumed.ema.state_dict(), ref.ema.state_dict())
+    assert _untimed(io.read_jsonl(tmp_path / "a.jsonl")) == _untimed(io.read_jsonl(tmp_path / "ref.jsonl"))
+
+
+def test_resume_state_without_ema_loss_still_resumes(tmp_path):
+    # Training states written before ema_loss was checkpointed: resumed, ema_loss restarts from the next loss.
+    short = json.loads(json.dumps(CFG))
+    short["train"]["steps"] = 8
+    train_model(_images(), short, checkpoint_path=tmp_path / "a.pt", metrics_path=tmp_path / "a.jsonl",
+                progress=False)
+    old = io.load_checkpoint(tmp_path / "a.pt")
+    old["state"].pop("ema_loss", None)
+    io.save_checkpoint(tmp_path / "a.pt", old)
+    state = train_model(_images(), CFG, checkpoint_path=tmp_path / "a.pt", metrics_path=tmp_path / "a.jsonl",
+                        progress=False)
+    assert state.step == 12
+    records = io.read_jsonl(tmp_path / "a.jsonl")
+    assert [r["step"] for r in records] == [2, 4, 6, 8, 10, 12]
+    assert all(math.isfinite(r["ema_loss"]) for r in records)
+
+
+def test_corrupt_training_state_is_set_aside_and_training_starts_fresh(tmp_path, caplog):
+    ckpt = tmp_path / "train_state.pt"
+    ckpt.write_bytes(b"PK\x03\x04 torn by a crash" * 10)
+    with caplog.at_level("WARNING"):
+        state = train_model(_images(), CFG, checkpoint_path=ckpt, metrics_path=tmp_path / "m.jsonl", progress=False)
+    assert state.step == CFG["train"]["steps"]
+    assert io.load_checkpoint(ckpt)["state"]["step"] == CFG["train"]["steps"]
+    aside = list(tmp_path.glob("train_state.pt.corrupt-*"))
+    assert len(aside) == 1 and aside[0].read_bytes() == b"PK\x03\x04 torn by a crash" * 10
+    assert "starting fresh" in caplog.text and aside[0].name in caplog.text
+    # Fresh means identical to a run that never saw the corrupt file.
+    ref = train_model(_images(), CFG, checkpoint_path=tmp_path / "ref.pt", metrics_path=tmp_path / "r.jsonl",
+                      progress=False)
+    _assert_identical(state.ema.state_dict(), ref.ema.state_dict())

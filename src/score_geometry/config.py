@@ -1,16 +1,88 @@
-"""Checks on the workflow config that a JSON schema cannot express (cross-field constraints).
+"""Validation of the workflow config: the JSON schema (types, ranges, enums, unknown keys, defaults) and the
+cross-field constraints a schema cannot express.
 
-The schema in workflow/schemas/config.schema.yaml checks types, ranges, enums and unknown keys;
-`check_config` runs right after it, before any job is scheduled.
+`validate_config` checks the config against workflow/schemas/config.schema.yaml and fills in its defaults;
+`check_config` runs right after it. Both run before any job is scheduled.
 """
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+import copy
+from typing import Any, Iterable, Mapping
 
 
 class ConfigError(ValueError):
     """A config value is invalid; the message names the key and what is allowed."""
+
+
+#: Held-out images of the data sets with a fixed test split (mnist5k's is data.heldout_per_class x 10 classes).
+HELDOUT_IMAGES = {"mnist": 10_000, "fashion-mnist": 10_000}
+_MAX_LINE = 300  # characters of one error line; a long offending value is cut
+
+
+def validate_config(config: Mapping[str, Any], schema: Mapping[str, Any]) -> dict[str, Any]:
+    """Check `config` against the workflow's JSON `schema`; return a copy with the schema's defaults filled in.
+
+    Stricter than JSON Schema in one respect: an ``integer`` key takes Python ints only. JSON Schema counts
+    6.0 as an integer, so a YAML ``6.0`` would pass and fail much later inside a job, naming no key.
+
+    Raises:
+        ConfigError: one line per violation, each naming the key path, the offending value and what is
+            allowed (never the whole schema, as Snakemake's `validate` prints).
+    """
+    from jsonschema import Draft202012Validator, validators
+
+    def is_integer(_checker: Any, instance: Any) -> bool:
+        return isinstance(instance, int) and not isinstance(instance, bool)
+
+    check_properties = Draft202012Validator.VALIDATORS["properties"]
+
+    def fill_defaults(validator: Any, properties: Mapping[str, Any], instance: Any, schema: Any) -> Iterable[Any]:
+        if isinstance(instance, dict):
+            for key, sub in properties.items():
+                if "default" in sub:
+                    instance.setdefault(key, copy.deepcopy(sub["default"]))
+        yield from check_properties(validator, properties, instance, schema)
+
+    strict = validators.extend(Draft202012Validator, {"properties": fill_defaults},
+                               type_checker=Draft202012Validator.TYPE_CHECKER.redefine("integer", is_integer))
+    filled = copy.deepcopy(dict(config))
+    errors = sorted(strict(dict(schema)).iter_errors(filled), key=lambda e: [str(p) for p in e.absolute_path])
+    if errors:
+        raise ConfigError("invalid config:\n" + "\n".join(_describe(e) for e in errors))
+    return filled
+
+
+def _key(path: Iterable[Any]) -> str:
+    """["sample", "times", 2] -> "sample.times[2]"."""
+    out = ""
+    for p in path:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out
+
+
+def _describe(error: Any) -> str:
+    """One line for a jsonschema ValidationError: key path, offending value, what is allowed."""
+    key, value = _key(error.absolute_path), error.instance
+    types = error.validator_value if isinstance(error.validator_value, list) else [error.validator_value]
+    if error.validator == "type" and "integer" in types and isinstance(value, (bool, float)):
+        hint = f" (write {int(value)})" if isinstance(value, float) and value.is_integer() else ""
+        line = f"config key {key}: {value!r} is not an integer{hint}"
+    elif error.validator == "additionalProperties":
+        known = list(error.schema.get("properties", {}))
+        where = f"of {key}" if key else "at the top level"
+        return "\n".join(_cut(f"config key {f'{key}.{u}' if key else u}: unknown key (Additional properties are "
+                               f"not allowed); allowed keys {where}: {', '.join(known)}")
+                          for u in value if u not in known)
+    elif error.validator == "pattern":
+        line = f"config key {key}: {value!r} does not match the pattern {error.validator_value}"
+    else:
+        line = f"config key {key or '(top level)'}: {error.message}"
+    return _cut(line)
+
+
+def _cut(line: str) -> str:
+    return line if len(line) <= _MAX_LINE else line[: _MAX_LINE - 3] + "..."
 
 
 def check_config(config: Mapping[str, Any]) -> None:
@@ -37,6 +109,15 @@ def check_config(config: Mapping[str, Any]) -> None:
         )
     if jac["shards"] > jac["n_images"]:
         raise ConfigError(f"config key jacobian.shards={jac['shards']} must not exceed jacobian.n_images={jac['n_images']}")
+    data, n_cal = config["data"], config["calibration"]["n_images"]
+    if data["dataset"] == "mnist5k":
+        n_heldout = 10 * data["heldout_per_class"]
+        why = f"data.heldout_per_class={data['heldout_per_class']} x 10 classes"
+    else:
+        n_heldout, why = HELDOUT_IMAGES.get(data["dataset"]), "its test split"
+    if n_heldout is not None and n_cal > n_heldout:
+        raise ConfigError(f"config key calibration.n_images={n_cal} exceeds the {n_heldout} held-out images of "
+                          f"data.dataset={data['dataset']} ({why}); use at most {n_heldout}")
     plots = config["plots"]
     for key, images in (("plots.fig2_image", [plots["fig2_image"]]), ("plots.examples", plots["examples"])):
         if any(i >= jac["n_images"] for i in images):

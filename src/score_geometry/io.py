@@ -1,16 +1,23 @@
 """All reading and writing of the pipeline's own files: checkpoints, HDF5 arrays, JSON/JSONL metrics.
 
 Every write is atomic (written to a temporary name in the same directory, then renamed), so a job
-killed mid-write never leaves a file that looks complete.
+killed mid-write never leaves a file that looks complete; outputs get the usual umask-derived mode, and
+equal content gives equal bytes. A file that cannot be read raises `CorruptFileError` naming it and the fix.
 """
 
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import json
+import logging
 import os
+import pickle
+import re
 import tempfile
+import time
+import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
@@ -23,17 +30,70 @@ if TYPE_CHECKING:
 
     from .datasets import Dataset
 
+log = logging.getLogger(__name__)
+
+
+class CorruptFileError(ValueError):
+    """A file exists but cannot be read (truncated, damaged, or not what the pipeline writes there)."""
+
+    def __init__(self, path: str | os.PathLike, reason: str) -> None:
+        self.path, self.reason = path, reason
+        super().__init__(f"{path} is corrupt or truncated ({reason}); delete it and rerun the rule that writes it "
+                         f"(snakemake --forcerun {path}, with your usual --cores/--configfile)")
+
+    def __reduce__(self) -> tuple:  # picklable although __init__ takes two arguments
+        return type(self), (self.path, self.reason)
+
+
+def _corrupt(path: str | os.PathLike, what: str, reason: str) -> CorruptFileError:
+    return CorruptFileError(path, f"{what}: {reason}")
+
+
+def _first_line(e: BaseException) -> str:
+    return f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else '(no message)'}"
+
+
+# mkstemp's temporary names: "." + output name + "." + 8 characters of this alphabet + ".tmp".
+_TMP_RANDOM = "[a-z0-9_]{8}"
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it where Linux allows (/proc), else set-and-restore."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _remove_stale_temporaries(path: Path) -> None:
+    """Delete temporaries of `path` left by a writer killed mid-write (only this output's own pattern; Snakemake
+    never runs two jobs that write the same output, so none of them is being written now)."""
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.{_TMP_RANDOM}\.tmp")
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        if pattern.fullmatch(stale.name):
+            with contextlib.suppress(FileNotFoundError):
+                stale.unlink()
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds."""
+    """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds.
+
+    The file gets mode 0o666 minus the umask (as `open` would give it, not mkstemp's 0o600), and temporaries
+    of the same output left by a killed writer are removed first.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temporaries(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp)
     try:
         yield tmp
+        os.chmod(tmp, 0o666 & ~current_umask())
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -52,7 +112,18 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
 
 
 def read_json(path: str | os.PathLike) -> Any:
-    return json.loads(Path(path).read_text())
+    text = Path(path).read_text()
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise _corrupt(path, "JSON", str(e)) from None
+
+
+def read_yaml(path: str | os.PathLike) -> Any:
+    """A YAML file (the workflow's config schema) as plain Python data."""
+    import yaml
+
+    return yaml.safe_load(Path(path).read_text())
 
 
 def _json_default(o: Any) -> Any:
@@ -98,14 +169,67 @@ def truncate_jsonl(path: str | os.PathLike, *, max_step: int) -> None:
 # --- checkpoints ----------------------------------------------------------------------------------
 
 def save_checkpoint(path: str | os.PathLike, payload: Mapping[str, Any]) -> None:
-    """Save a dict of state_dicts, tensors and plain data (never pickled modules), atomically."""
-    with atomic_path(path) as tmp:
-        torch.save(dict(payload), tmp)
+    """Save a dict of state_dicts, tensors and plain data (never pickled modules), atomically.
+
+    Saved through a file object, so the zip entries are named ``archive/...`` rather than after the random
+    temporary file: equal payloads give byte-identical files.
+    """
+    with atomic_path(path) as tmp, tmp.open("wb") as f:
+        torch.save(dict(payload), f)
 
 
 def load_checkpoint(path: str | os.PathLike, *, map_location: str | torch.device = "cpu") -> dict:
-    """Load a checkpoint written by `save_checkpoint` (weights_only: no arbitrary code is unpickled)."""
-    return torch.load(path, map_location=map_location, weights_only=True)
+    """Load a checkpoint written by `save_checkpoint` (weights_only: no arbitrary code is unpickled).
+
+    Raises:
+        FileNotFoundError: it does not exist.
+        CorruptFileError: it is truncated or damaged, or holds more than tensors and plain data.
+    """
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except OSError:  # missing or unreadable: the OS error names the file
+        raise
+    except Exception as e:
+        # torch's messages for these advise weights_only=False, i.e. running whatever the file holds: never
+        # pass them on (hence `from None` too).
+        if not _is_intact_zip(path):
+            raise _corrupt(path, "checkpoint", "not a complete zip archive") from None
+        if isinstance(e, pickle.UnpicklingError):
+            raise _corrupt(path, "checkpoint", "it holds more than tensors and plain data, so it was not written "
+                                               "by save_checkpoint or its contents are damaged") from None
+        raise RuntimeError(f"cannot load checkpoint {path} (map_location={map_location}): "
+                           f"{_first_line(e).replace('weights_only', 'weights-only')}") from None
+
+
+def _is_intact_zip(path: str | os.PathLike) -> bool:
+    try:
+        with zipfile.ZipFile(path) as z:
+            return z.testzip() is None
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError):
+        return False
+
+
+def load_resume_state(path: str | os.PathLike, *, map_location: str | torch.device = "cpu") -> dict | None:
+    """Load a rolling training state, or None if there is none to resume from.
+
+    A corrupt one (e.g. the disk filled up mid-write) is not fatal: it is renamed to
+    ``<name>.corrupt-<time>`` for inspection, a warning is logged, and None is returned so training starts fresh.
+    """
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        return load_checkpoint(path, map_location=map_location)
+    except CorruptFileError as e:
+        stamp = time.strftime("%Y%m%dT%H%M%S")
+        aside = path.with_name(f"{path.name}.corrupt-{stamp}")
+        n = 1
+        while aside.exists():
+            aside, n = path.with_name(f"{path.name}.corrupt-{stamp}-{n}"), n + 1
+        os.replace(path, aside)
+        log.warning("cannot resume from %s, it is corrupt or truncated (%s): set it aside as %s, starting fresh",
+                    path, e.reason, aside.name)
+        return None
 
 
 # --- HDF5 -----------------------------------------------------------------------------------------
@@ -131,16 +255,36 @@ def write_h5(path: str | os.PathLike, datasets: Mapping[str, np.ndarray], attrs:
 
 
 def read_h5(path: str | os.PathLike, names: list[str] | None = None) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """Read datasets (all, or `names`) and attributes from an HDF5 file."""
-    with h5py.File(path, "r") as f:
+    """Read datasets (all, or `names`) and attributes from an HDF5 file.
+
+    Raises:
+        FileNotFoundError: it does not exist.
+        CorruptFileError: it is truncated or damaged (h5py's own message names no file).
+        KeyError: a dataset in `names` is not in it.
+    """
+    try:
+        f = h5py.File(path, "r")
+    except (FileNotFoundError, PermissionError, IsADirectoryError):
+        raise
+    except OSError as e:
+        raise _corrupt(path, "HDF5", _first_line(e)) from None
+    with f:
         keys = list(f.keys()) if names is None else names
-        data = {k: f[k][()] for k in keys}
-        attrs = {}
-        for k, v in f.attrs.items():
-            if isinstance(v, str) and v[:1] in "[{":
-                with contextlib.suppress(json.JSONDecodeError):
-                    v = json.loads(v)
-            attrs[k] = v
+        missing = [k for k in keys if k not in f]
+        if missing:
+            raise KeyError(f"{path} has no dataset {missing[0]!r}; it holds {sorted(f.keys())}. Rerun the rule "
+                           f"that writes it if it predates this code (snakemake --forcerun {path})")
+        try:
+            data = {k: f[k][()] for k in keys}
+            raw_attrs = dict(f.attrs.items())
+        except OSError as e:
+            raise _corrupt(path, "HDF5", _first_line(e)) from None
+    attrs = {}
+    for k, v in raw_attrs.items():
+        if isinstance(v, str) and v[:1] in "[{":
+            with contextlib.suppress(json.JSONDecodeError):
+                v = json.loads(v)
+        attrs[k] = v
     return data, attrs
 
 
@@ -159,12 +303,25 @@ def read_dataset(path: str | os.PathLike) -> "Dataset":
 
     from .datasets import Dataset
 
-    data, attrs = read_h5(path)
+    data, attrs = read_h5(path, ["train_images", "train_labels", "heldout_images", "heldout_labels"])
     return Dataset(str(attrs["name"]), data["train_images"], data["train_labels"],
                    data["heldout_images"], data["heldout_labels"])
 
 
 # --- tables ---------------------------------------------------------------------------------------
+
+def read_parquet(path: str | os.PathLike) -> "pd.DataFrame":
+    """Read a table written by `write_parquet`; a damaged file raises CorruptFileError naming it."""
+    import pandas as pd
+    import pyarrow as pa
+
+    if not Path(path).exists():
+        raise FileNotFoundError(f"no such table: {path}")
+    try:
+        return pd.read_parquet(path, engine="pyarrow")
+    except (pa.ArrowException, OSError) as e:
+        raise _corrupt(path, "Parquet", _first_line(e)) from None
+
 
 def write_parquet(path: str | os.PathLike, df: "pd.DataFrame") -> None:
     """Write a tidy table as Parquet (pyarrow), atomically."""
@@ -193,7 +350,7 @@ def concat_parquet(paths: list[str | os.PathLike], out: str | os.PathLike) -> No
     """Concatenate tables with the same columns (shards) into one Parquet file."""
     import pandas as pd
 
-    write_parquet(out, pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True))
+    write_parquet(out, pd.concat([read_parquet(p) for p in paths], ignore_index=True))
 
 
 def concat_h5(paths: list[str | os.PathLike], out: str | os.PathLike, *, axis0: tuple[str, ...]) -> None:

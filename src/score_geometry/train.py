@@ -49,6 +49,7 @@ class TrainState:
     optimizer: torch.optim.Optimizer
     generator: torch.Generator
     step: int = 0
+    ema_loss: float | None = None  # the smoothed loss of the metrics log; checkpointed so a resumed log matches
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -58,6 +59,7 @@ class TrainState:
             "generator": self.generator.get_state(),
             "torch_rng": torch.get_rng_state(),
             "step": self.step,
+            "ema_loss": self.ema_loss,
         }
 
     def load_state_dict(self, d: Mapping[str, Any]) -> None:
@@ -67,6 +69,8 @@ class TrainState:
         self.generator.set_state(d["generator"])
         torch.set_rng_state(d["torch_rng"])
         self.step = int(d["step"])
+        # States saved before ema_loss was checkpointed restart it from the next loss.
+        self.ema_loss = d.get("ema_loss")
 
 
 def init_state(model_cfg: Mapping[str, Any], train_cfg: Mapping[str, Any], *, seed: int,
@@ -139,10 +143,11 @@ def resume_hash(cfg: Mapping[str, Any]) -> str:
 def resume_from(checkpoint_path: Path, state: Any, chash: str, *, metrics_path: str | Path,
                 device: torch.device | str) -> None:
     """Load `state` (anything with ``load_state_dict`` and ``step``) from a rolling training checkpoint made
-    with the same config hash; a checkpoint of another config is ignored with a warning. Metrics records
-    beyond the resumed step are dropped, so a resumed run's log matches an uninterrupted one."""
-    if checkpoint_path.exists():
-        ckpt = io.load_checkpoint(checkpoint_path, map_location=device)
+    with the same config hash; a checkpoint of another config is ignored with a warning, a corrupt one is set
+    aside (see `io.load_resume_state`) and training starts fresh. Metrics records beyond the resumed step are
+    dropped, so a resumed run's log matches an uninterrupted one."""
+    ckpt = io.load_resume_state(checkpoint_path, map_location=device)
+    if ckpt is not None:
         if ckpt.get("config_hash") == chash:
             state.load_state_dict(ckpt["state"])
             log.info("resumed from %s at step %d", checkpoint_path, state.step)
@@ -185,21 +190,21 @@ def train_model(images: torch.Tensor, cfg: Mapping[str, Any], *, checkpoint_path
         save_state(checkpoint_path, state, cfg, chash)
 
     images = images.to(device)
-    ema_loss, t0, steps_since = None, time.perf_counter(), 0
+    t0, steps_since = time.perf_counter(), 0
     bar = tqdm(total=train_cfg["steps"], initial=state.step, desc="train", disable=not progress, mininterval=5)
     while state.step < train_cfg["steps"]:
         try:
             loss = train_step(state, images, sde, train_cfg, parameterisation=parameterisation)
         except FloatingPointError as e:
             raise FloatingPointError(f"{e}; the last good checkpoint is kept at {checkpoint_path}") from None
-        ema_loss = loss if ema_loss is None else 0.99 * ema_loss + 0.01 * loss
+        state.ema_loss = loss if state.ema_loss is None else 0.99 * state.ema_loss + 0.01 * loss
         steps_since += 1
         bar.update(1)
         if state.step % train_cfg["log_every"] == 0 or state.step == train_cfg["steps"]:
             rate = steps_since / (time.perf_counter() - t0)
-            io.append_jsonl(metrics_path, {"step": state.step, "loss": loss, "ema_loss": ema_loss,
+            io.append_jsonl(metrics_path, {"step": state.step, "loss": loss, "ema_loss": state.ema_loss,
                                            "lr": learning_rate(state.step - 1, train_cfg), "steps_per_s": rate})
-            bar.set_postfix(loss=f"{ema_loss:.4f}")
+            bar.set_postfix(loss=f"{state.ema_loss:.4f}")
             t0, steps_since = time.perf_counter(), 0
         if state.step % train_cfg["checkpoint_every"] == 0:
             save()

@@ -1,16 +1,16 @@
 # Config validation (before any job runs), output paths and small input functions.
 import shutil
 
-from snakemake.utils import validate
-
-from score_geometry.config import ConfigError, check_config
+from score_geometry.config import ConfigError, check_config, validate_config
 from score_geometry.cpus import usable_cpus
 from score_geometry.datasets import data_identity
 from score_geometry.toy import training_section as toy_training_section
 from score_geometry.provenance import code_fingerprint
+from score_geometry.io import read_yaml
 
-validate(config, schema="../schemas/config.schema.yaml")
+# Not snakemake.utils.validate: it accepts 6.0 for an integer and prints the whole schema on an error.
 try:
+    config.update(validate_config(config, read_yaml(workflow.source_path("../schemas/config.schema.yaml"))))
     check_config(config)
 except ConfigError as e:
     raise WorkflowError(str(e)) from None
