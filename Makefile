@@ -7,10 +7,14 @@ CONSTRAINTS := envs/constraints.txt
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml $(CONSTRAINTS) | cksum | cut -d' ' -f1)
 CORES ?= all
 
-.PHONY: run test venv system-deps figures lint lock
+.PHONY: run test venv system-deps figures lint lock compare
 
 run: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES)
+
+# x0, eps and the Gaussian oracle side by side, and their comparison (results/comparison/)
+compare: $(STAMP)
+	$(BIN)/snakemake -s workflow/compare.smk --cores $(CORES)
 
 test: $(STAMP) system-deps lint
 	$(BIN)/python -m pytest
@@ -39,7 +43,7 @@ system-deps:
 
 # Rebuild only the figures of the default run (upstream results must exist or are built first).
 FIGURE_RULES := plot_fig1 plot_fig2 plot_fig3_cosines plot_fig3_spectrum plot_fig3_local_dims plot_fig4 \
-	plot_skew_shares plot_estimators
+	plot_skew_shares plot_estimators plot_training_loss
 figures: $(STAMP)
 	$(BIN)/snakemake $(FIGURE_RULES) --cores $(CORES) --forcerun $(FIGURE_RULES)
 

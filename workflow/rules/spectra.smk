@@ -62,3 +62,42 @@ rule summarise_results:
         runtime=10,
     script:
         "../scripts/summarise_results.py"
+
+
+rule evaluate_claims:
+    input:
+        diagnostics=f"{OUT}/stats/diagnostics.parquet",
+        overlaps=f"{OUT}/stats/overlaps.parquet",
+        spectra=f"{OUT}/stats/spectra.parquet",
+        features=f"{OUT}/stats/features.h5",
+        calibration=f"{OUT}/stats/calibration_summary.csv",
+        sequences=f"{OUT}/samples/sequences.h5",
+        toy=f"{OUT}/toy/summary.csv",
+        vae_dims=f"{OUT}/vae/local_dims.parquet",
+        vae_metrics=f"{OUT}/vae/clean/metrics.jsonl",
+    output:
+        csv=f"{OUT}/stats/claims.csv",
+        markdown=f"{OUT}/stats/claims.md",
+        html=report(
+            f"{OUT}/stats/claims.html",
+            caption="../report/claims.rst",
+            category="1. Claims",
+            labels={"table": "claims of the paper"},
+        ),
+    log:
+        f"logs/evaluate_claims/{RUN}.log",
+    conda:
+        ENV
+    resources:
+        mem_mb=4000,
+        runtime=10,
+    params:
+        run=RUN,
+        kappa=config["analysis"]["kappa"],
+        parameterisation=(
+            "oracle"
+            if config["model"]["score_model"] == "gaussian_oracle"
+            else config["model"]["parameterisation"]
+        ),
+    script:
+        "../scripts/evaluate_claims.py"
