@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.util
+import json
+import os
 import re
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,3 +34,93 @@ def test_bench_jacobian_reports_ratios_agreement_and_roofline():
         out).groups())
     assert peak == max(blas, conv) > 0
     assert re.search(r"largest a/b any exact method could reach here .*=\s+[0-9.]+", out)
+
+
+GPU_CHECK = ROOT / "benchmarks" / "gpu_check.py"
+
+# Runs a script as __main__ with the modules the GPU machine lacks made unimportable (Snakemake,
+# scikit-dimension, mlxtend; tqdm and PyYAML too, which the script does without), as it will run there.
+_WITHOUT_MISSING_MODULES = textwrap.dedent("""
+    import importlib.abc, runpy, sys
+    BLOCKED = ("snakemake", "skdim", "mlxtend", "tqdm", "yaml")
+    class Block(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] in BLOCKED:
+                raise ModuleNotFoundError(f"No module named {name!r} (blocked by the test)", name=name)
+            return None
+    sys.meta_path.insert(0, Block())
+    for m in [m for m in sys.modules if m.split(".")[0] in BLOCKED]:
+        del sys.modules[m]
+    sys.argv = sys.argv[1:]
+    runpy.run_path(sys.argv[0], run_name="__main__")
+""")
+
+
+def _load_gpu_check():
+    spec = importlib.util.spec_from_file_location("gpu_check", GPU_CHECK)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_gpu_check_cpu_smoke_runs_every_section(tmp_path):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT / "src"), os.environ.get("PYTHONPATH"))
+                                                       if p)}
+    proc = subprocess.run([sys.executable, "-c", _WITHOUT_MISSING_MODULES, str(GPU_CHECK), "--cpu-smoke",
+                           "--threads", "1", "--out", str(tmp_path)],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    report = json.loads((tmp_path / "gpu_check.json").read_text())
+    assert report["status"] == "complete" and report["schema"] == "gpu_check/1"
+    assert {"started", "elapsed_s", "args", "environment", "models", "sections"} <= set(report)
+    env_info = report["environment"]
+    assert env_info["device"] == "cpu" and env_info["tqdm_stand_in"] is True
+    assert env_info["config_source"].startswith("built-in")
+    assert set(report["models"]) == {"default", "paper"}
+    sections = report["sections"]
+    assert set(sections) == {"correctness", "jacobian_throughput", "svd", "sampling", "training", "gpu_hours"}
+    for name, section in sections.items():
+        assert section["status"] == "ok", (name, section.get("error"))
+
+    # CPU float32 (the pipeline's stages.model_jacobians) and float64 against the float64 reference
+    rows = sections["correctness"]["rows"]
+    assert {(r["net"], r["dtype"]) for r in rows} == {(n, d) for n in ("default", "paper")
+                                                      for d in ("float32", "float64")}
+    for r in rows:
+        assert r["max_abs_ref"] > 1e-3  # the randomised network's Jacobian is not trivial
+        assert r["max_rel_err"] < (1e-5 if r["dtype"] == "float32" else 1e-12), r
+        assert r["r_t"] == r["r_t_ref"] and r["r_t_equal"], r
+        assert r["calibration_ratio_rel_diff"] < 1e-5, r
+    assert all(s["all_r_t_equal"] for s in sections["correctness"]["summary"].values())
+
+    thr = sections["jacobian_throughput"]
+    ok = [r for r in thr["rows"] if r["status"] == "ok"]
+    assert {(r["net"], r["method"]) for r in ok} == {(n, m) for n in ("default", "paper")
+                                                     for m in ("loop", "vmap", "retain", "pipeline")}
+    assert all(r["seconds_per_jacobian"] > 0 for r in ok)
+    assert all(r["max_rel_diff_vs_loop"] < 1e-5 for r in ok if "max_rel_diff_vs_loop" in r)
+    assert thr["paper_jacobians"] == 640
+    for ex in thr["extrapolated"].values():
+        assert ex["pipeline_s"] > 0 and ex["best_s"] > 0 and ex["loop_s"] > 0
+
+    svd = sections["svd"]
+    assert svd["cpu"]["svd"]["median_s"] > 0 and svd["cpu"]["analyse_jacobian"]["median_s"] > 0
+    assert {r["op"] for r in svd["rows"] if r["status"] == "ok"} == {"svd", "eigh"}
+    for r in svd["rows"]:
+        if r["op"] == "svd":
+            assert r["r_t_equal"] and r["max_rel_diff_singular_values"] < 1e-8, r
+    assert all(r["sequence_steps_per_s"] > 0 for r in sections["sampling"]["rows"])
+    assert {r["mode"] for r in sections["training"]["rows"]} == {"float32", "float32_no_tf32", "bf16_autocast"}
+    assert all(r["seconds_per_step"] > 0 for r in sections["training"]["rows"])
+    hours = sections["gpu_hours"]
+    assert hours["gpu_hours_float32"] > 0 and hours["gpu_hours_bf16_training"] > 0
+    assert hours["preset"]["train_steps"] == 540000 and hours["preset"]["jacobians"] == 640
+
+    markdown = (tmp_path / "gpu_check.md").read_text()
+    assert all(f"## {name}" in markdown for name in sections)
+
+
+def test_gpu_check_config_copies_match_the_yaml_files():
+    # the copies the script falls back on where PyYAML is missing
+    gpu_check = _load_gpu_check()
+    assert gpu_check.builtin_configs() == gpu_check.yaml_configs()
