@@ -28,6 +28,7 @@ localrules:
     all,
     aggregate_spectra,
     summarise_results,
+    evaluate_claims,
     summarise_benchmarks,
     plot_fig2,
     plot_fig3_cosines,
@@ -38,6 +39,8 @@ localrules:
     plot_skew_shares,
     compare_estimators,
     plot_estimators,
+    plot_training_loss,
+    summarise_quality,
 
 
 rule all:

@@ -3,8 +3,8 @@
 Used by tests/test_report.py. Drives Debian's `chromium` through Playwright (its bundled browsers are never
 downloaded): the report is a single-page app, so each result is opened the way a reader does — its category
 in the menu, then its "eye" button — and what appears is checked: an image must be decoded by the browser
-(natural size > 0) and its screenshot must not be blank; an HTML table must show rows. Network requests are
-blocked and recorded, so a report that needs the internet fails.
+(natural size > 0), its size on screen is recorded and its screenshot must not be blank; an HTML table must
+show rows. Network requests are blocked and recorded, so a report that needs the internet fails.
 """
 
 from __future__ import annotations
@@ -31,13 +31,21 @@ class RenderedResult:
     kind: str               # "img" | "html"
     width: int = 0          # natural size of an image, in pixels
     height: int = 0
+    shown_width: float = 0.0   # size of the image as drawn on the page, in CSS pixels (scaled, letterbox excluded)
+    shown_height: float = 0.0
     ink: float = 0.0        # share of screenshot pixels that differ from the background
     table_rows: int = 0     # rows of the first <table> of an HTML result
     caption: str = ""
 
+    @property
+    def description(self) -> str:
+        """The caption's text alone (the info panel also lists the file, labels, size, rule and parameters)."""
+        return self.caption.split("DESCRIPTION", 1)[-1].split("\nSIZE", 1)[0]
+
 
 @dataclass
 class ReportCheck:
+    categories: list[str] = field(default_factory=list)  # as the menu lists them, top to bottom
     results: list[RenderedResult] = field(default_factory=list)
     page_errors: list[str] = field(default_factory=list)
     blocked_requests: list[str] = field(default_factory=list)
@@ -54,8 +62,9 @@ def _ink(png: bytes) -> float:
     return float(np.mean(np.abs(a - background) > 16))
 
 
-def check_report(report: str | Path, *, categories: list[str]) -> ReportCheck:
-    """Open each result of each category of `report` in headless Chromium and describe what rendered."""
+def check_report(report: str | Path, *, categories: list[str] | None = None) -> ReportCheck:
+    """Open each result of each category of `report` (default: every category) in headless Chromium and describe
+    what rendered."""
     from playwright.sync_api import sync_playwright
 
     url = Path(report).resolve().as_uri()
@@ -74,9 +83,11 @@ def check_report(report: str | Path, *, categories: list[str]) -> ReportCheck:
             page.goto(url)
             page.wait_for_selector("nav")
             check.home_text = page.inner_text("#app")
-            for category in categories:
+            names = set(page.evaluate("Object.keys(categories)"))
+            check.categories = [line.strip() for line in page.inner_text("nav").splitlines() if line.strip() in names]
+            for category in check.categories if categories is None else categories:
                 page.goto(url)
-                page.get_by_text(category, exact=True).click()
+                page.locator("nav").get_by_text(category, exact=True).click()
                 rows = page.locator("tbody tr")
                 rows.first.wait_for()
                 for i in range(rows.count()):
@@ -88,7 +99,7 @@ def check_report(report: str | Path, *, categories: list[str]) -> ReportCheck:
                     page.wait_for_timeout(200)
                     check.results[-1].caption = page.inner_text("#app")
                     page.goto(url)
-                    page.get_by_text(category, exact=True).click()
+                    page.locator("nav").get_by_text(category, exact=True).click()
                     rows = page.locator("tbody tr")
                     rows.first.wait_for()
         finally:
@@ -104,8 +115,13 @@ def _rendered(page, category: str, label: str) -> RenderedResult:
         target = img.first
         target.wait_for()
         page.wait_for_function("e => e.complete", arg=target.element_handle())
-        w, h = target.evaluate("e => [e.naturalWidth, e.naturalHeight]")
-        return RenderedResult(category, label, "img", width=w, height=h, ink=_ink(target.screenshot()))
+        # drawn size: the element's box, less any letterbox of `object-fit: contain` (the aspect ratio is kept)
+        w, h, shown_w, shown_h = target.evaluate(
+            "e => { const r = e.getBoundingClientRect();"
+            " const s = Math.min(r.width / e.naturalWidth, r.height / e.naturalHeight);"
+            " return [e.naturalWidth, e.naturalHeight, e.naturalWidth * s, e.naturalHeight * s]; }")
+        return RenderedResult(category, label, "img", width=w, height=h, shown_width=shown_w, shown_height=shown_h,
+                              ink=_ink(target.screenshot()))
     frame.first.wait_for()
     inner = page.frame_locator("iframe").first
     inner.locator("table").first.wait_for()

@@ -30,7 +30,7 @@ def test_lint(workflow_dir):
 
 
 TINY = ("--cores", "2", "--configfile", "presets/tiny.yaml")
-FIGURES = ("fig2_features", "fig3_cosines", "fig3_spectrum", "fig3_local_dims", "fig4_overlaps")
+FIGURES = ("fig2_features", "fig3_cosines", "fig3_spectrum", "fig3_local_dims", "fig4_overlaps", "training_loss")
 
 
 def test_tiny_run_end_to_end(tiny_run):

@@ -70,44 +70,76 @@ def fig2_features(x_t: np.ndarray, features: np.ndarray, t: np.ndarray, sigma: n
     return fig
 
 
-def fig3_cosines(spectra: "pd.DataFrame", *, examples: list[int]) -> plt.Figure:
-    """Fig. 3 top: cos(u_i, v_i) against rank, one panel per t: examples plus median and IQR over images."""
+def fig3_cosines(spectra: "pd.DataFrame", *, examples: list[int], ncols: int = 3) -> plt.Figure:
+    """Fig. 3 top: cos(u_i, v_i) = u_i . v_i against rank, one panel per t in a grid.
+
+    Over all images, the median (line) and interquartile range (band) of ranks 1..D-1; the example images as
+    dots (lines through the scattered low ranks only tangle). The last rank D (the largest singular value) is
+    drawn apart, as its median and IQR: it can be an expanding direction (a positive eigenvalue of the
+    symmetrised Jacobian with gain above 1/sigma_t^2, more likely at large t), whose cosine is near +1 instead
+    of -1; joined to the high-rank plateau it drew an unexplained spike.
+    """
     ts = sorted(spectra["t"].unique())
-    fig, axes = plt.subplots(1, len(ts), figsize=(2.3 * len(ts), 2.4), sharey=True, squeeze=False)
-    for ax, t in zip(axes[0], ts):
+    D = int(spectra["rank"].max())
+    ncols = min(ncols, len(ts))
+    nrows = -(-len(ts) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.55 * ncols, 2.05 * nrows + 0.15), sharex=True,
+                             sharey=True, squeeze=False)
+    markers = ("o", "s", "^", "v", "D", "P", "X", "*")
+    for k, (ax, t) in enumerate(zip(axes.flat, ts)):
         d = spectra[spectra["t"] == t]
         q = d.groupby("rank")["cos_uv"].quantile([0.25, 0.5, 0.75]).unstack()
-        ax.fill_between(q.index, q[0.25], q[0.75], color="0.8", label="IQR, all images")
-        ax.plot(q.index, q[0.5], color="k", lw=1.2, label="median")
-        for k, img in enumerate(examples):
+        bulk, last = q[q.index < D], q.loc[D]
+        ax.axhline(-1, color="0.6", lw=0.6, ls=":", label="$-1$: symmetric, contracting")
+        ax.fill_between(bulk.index, bulk[0.25], bulk[0.75], color="0.8", lw=0, label="IQR over images")
+        ax.plot(bulk.index, bulk[0.5], color="k", lw=1.2, label="median over images")
+        for j, img in enumerate(examples):
             e = d[d["image"] == img]
-            ax.plot(e["rank"], e["cos_uv"], lw=0.6, alpha=0.8, color=OKABE_ITO[k % 8], label=f"image {img}")
-        ax.set_title(f"t = {t:g} ($\\sigma_t$ = {d['sigma'].iloc[0]:.3f})", fontsize=8)
-        ax.set_xlabel("rank i")
+            ax.plot(e["rank"], e["cos_uv"], ls="none", marker=markers[j % len(markers)], ms=2.2, mew=0,
+                    alpha=0.75, color=OKABE_ITO[j % len(OKABE_ITO)], label=f"image {img}")
+        ax.errorbar([D], [last[0.5]], yerr=[[last[0.5] - last[0.25]], [last[0.75] - last[0.5]]], fmt="D",
+                    ms=4, mfc="white", mec="k", ecolor="k", capsize=2, lw=0.8, label=f"rank {D} (largest $s_i$)")
+        ax.set_title(f"t = {t:g}, $\\sigma_t$ = {d['sigma'].iloc[0]:.3f}", fontsize=8)
         ax.set_xscale("log")
-        ax.axhline(0, color="0.5", lw=0.5)
-    axes[0, 0].set_ylabel("$u_i \\cdot v_i$")
-    handles, labels = axes[0, 0].get_legend_handles_labels()
-    fig.legend(handles, labels, fontsize=7, loc="lower center", ncol=len(labels), frameon=False)
-    fig.tight_layout(rect=(0, 0.1, 1, 1))
+        ax.set_ylim(-1.1, 1.1)
+        ax.set_yticks([-1, -0.5, 0, 0.5, 1])
+        ax.tick_params(labelsize=7)
+        if k + ncols >= len(ts):  # no panel below: this one carries the x axis
+            ax.set_xlabel("rank i")
+            ax.xaxis.label.set_fontsize(8)
+            ax.tick_params(labelbottom=True)
+        if k % ncols == 0:
+            ax.set_ylabel("$\\cos(u_i, v_i) = u_i \\cdot v_i$", fontsize=8)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    spare = list(axes.flat[len(ts):])
+    for ax in spare:
+        ax.set_axis_off()
+    if spare:
+        spare[0].legend(handles, labels, fontsize=7, loc="center", frameon=False)
+        fig.tight_layout()
+    else:
+        fig.legend(handles, labels, fontsize=7, loc="lower center", ncol=3, frameon=False)
+        fig.tight_layout(rect=(0, 0.12, 1, 1))
     return fig
 
 
 def fig3_spectrum(spectra: "pd.DataFrame", diagnostics: "pd.DataFrame", *, examples: list[int]) -> plt.Figure:
-    """Fig. 3 bottom left: 1/s_i against rank (log scale) for example images at each t, sigma_t^2 as a
-    horizontal line and the local dimension r_t as a dot on each curve."""
+    """Fig. 3 bottom left: 1/s_i against rank (log scale) for example images at each t (colour: t, line
+    style: image), sigma_t^2 as a thick grey line under the curves and the local dimension r_t as a dot on
+    each curve. The legend names all three encodings."""
+    from matplotlib.lines import Line2D
+
     ts = sorted(spectra["t"].unique())
     colours = _t_colours(ts)
-    styles = ["-", "--", ":"]
-    fig, ax = plt.subplots(figsize=(4.2, 3.4))
+    styles = ("-", "--", ":", "-.")
+    fig, ax = plt.subplots(figsize=(5.6, 3.4))
     for t in ts:
         d = spectra[spectra["t"] == t]
         sigma = d["sigma"].iloc[0]
-        ax.axhline(sigma**2, color=colours[t], lw=0.8, alpha=0.6)
+        ax.axhline(sigma**2, color="0.55", lw=3, alpha=0.35, zorder=0)
         for k, img in enumerate(examples):
             e = d[d["image"] == img]
-            ax.plot(e["rank"], e["inverse_singular_value"], color=colours[t], lw=0.9, ls=styles[k % 3],
-                    label=f"t = {t:g}" if k == 0 else None)
+            ax.plot(e["rank"], e["inverse_singular_value"], color=colours[t], lw=0.9, ls=styles[k % len(styles)])
             r = diagnostics[(diagnostics["t"] == t) & (diagnostics["image"] == img)]["local_dim"]
             if len(r) and int(r.iloc[0]) > 0:
                 ri = int(r.iloc[0])
@@ -116,7 +148,12 @@ def fig3_spectrum(spectra: "pd.DataFrame", diagnostics: "pd.DataFrame", *, examp
     ax.set_yscale("log")
     ax.set_xlabel("rank i (ascending singular value)")
     ax.set_ylabel("inverse singular value $1/s_i$")
-    ax.legend(fontsize=7, title="lines: $\\sigma_t^2$; dots: $r_t$", title_fontsize=7)
+    handles = [Line2D([], [], color=colours[t], lw=1.5, label=f"t = {t:g}") for t in ts]
+    handles += [Line2D([], [], color="k", lw=0.9, ls=styles[k % len(styles)], label=f"image {img}")
+                for k, img in enumerate(examples)]
+    handles += [Line2D([], [], color="0.55", lw=3, alpha=0.35, label="$\\sigma_t^2$ (floor)"),
+                Line2D([], [], ls="none", marker="o", color="0.6", ms=4, mec="k", mew=0.5, label="$r_t$")]
+    ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
     fig.tight_layout()
     return fig
 
@@ -170,3 +207,55 @@ def fig4_overlaps(overlaps: "pd.DataFrame", diagnostics: "pd.DataFrame") -> plt.
     fig.tight_layout()
     return fig
 
+
+# --- run diagnostics ---------------------------------------------------------------------------------
+def training_loss_figure(metrics: "pd.DataFrame") -> plt.Figure:
+    """The score model's training loss against step (log scale): each logged step's minibatch loss and its
+    exponential moving average (the records of ``model/metrics.jsonl``: columns step, loss, ema_loss)."""
+    from matplotlib.ticker import FuncFormatter
+
+    fig, ax = plt.subplots(figsize=(5.0, 3.0))
+    ax.plot(metrics["step"], metrics["loss"], color="0.6", lw=0.8, marker="." if len(metrics) < 30 else None,
+            label="minibatch loss at the logged step")
+    ax.plot(metrics["step"], metrics["ema_loss"], color=OKABE_ITO[0], lw=1.6, label="moving average (~100 steps)")
+    ax.set_yscale("log")
+    # plain numbers; a loss curve often spans less than a decade, so minor ticks are labelled too (at 2 and 5
+    # only when it spans more)
+    low, high = metrics[["loss", "ema_loss"]].min().min(), metrics[["loss", "ema_loss"]].max().max()
+    labelled = "23456789" if high < 10 * low else "25"
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if f"{v:.0e}"[0] in labelled else ""))
+    ax.tick_params(which="both", labelsize=8)
+    ax.set_xlabel("training step")
+    ax.set_ylabel("denoising score-matching loss")
+    ax.set_xlim(left=0)
+    ax.legend(fontsize=7, frameon=False)
+    ax.grid(True, which="both", color="0.92", lw=0.5)
+    fig.tight_layout()
+    return fig
+
+
+def plot_comparison(table: "pd.DataFrame", *, band: tuple[float, float] = (0.95, 1.10)):
+    """Runs side by side (results/<comparison>/comparison.*): r_t median with its IQR against t (left), the
+    noise-floor calibration ratio on samples (solid) and held-out digits (dashed) against t with the band that
+    makes r_t meaningful shaded (right). `table`: `score_geometry.compare.comparison_table`."""
+    import matplotlib.pyplot as plt
+
+    fig, (ax_r, ax_c) = plt.subplots(1, 2, figsize=(9.0, 3.4), constrained_layout=True)
+    for k, (run, d) in enumerate(table.groupby("run", sort=False)):
+        colour = f"C{k}"
+        label = f"{run} ({d['parameterisation'].iloc[0]})" if d["parameterisation"].iloc[0] else run
+        ax_r.plot(d["t"], d["r_t_median"], "o-", color=colour, label=label)
+        ax_r.fill_between(d["t"], d["r_t_q25"], d["r_t_q75"], color=colour, alpha=0.2, lw=0)
+        ax_c.plot(d["t"], d["calibration_samples"], "o-", color=colour, label=f"{run}: samples")
+        ax_c.plot(d["t"], d["calibration_heldout"], "s--", color=colour, label=f"{run}: held-out")
+    ax_c.axhspan(*band, color="0.85", zorder=0, label=f"band [{band[0]:g}, {band[1]:g}]")
+    ax_c.axhline(1.0, color="0.4", lw=0.8)
+    for ax in (ax_r, ax_c):
+        ax.set_xscale("log")
+        ax.set_xlabel("t")
+    ax_r.set_ylabel("$r_t$ (median, IQR shaded)")
+    ax_c.set_ylabel(r"calibration: median $(1/s_i)/\sigma_t^2$, top half")
+    ax_r.legend(fontsize=8)
+    ax_c.legend(fontsize=7, ncol=2)
+    return fig

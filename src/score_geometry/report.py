@@ -1,4 +1,4 @@
-"""Tables for the Snakemake report: the stage benchmarks of a run."""
+"""Tables for the Snakemake report: the stage benchmarks of a run and its sample quality."""
 
 from __future__ import annotations
 
@@ -46,5 +46,41 @@ def html_table(df: pd.DataFrame, *, title: str, digits: int = 3) -> str:
     Floats are printed with `digits` significant digits; the CSV next to it keeps full precision.
     """
     body = df.to_html(index=False, border=0, float_format=lambda v: f"{v:.{digits}g}", classes="table")
+    # numbers align right, text (names, meanings) left
+    text = "".join(f"th:nth-child({i + 1}),td:nth-child({i + 1}){{text-align:left}}"
+                   for i, dtype in enumerate(df.dtypes) if not pd.api.types.is_numeric_dtype(dtype))
     return (f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{title}</title>"
-            f"<style>{_TABLE_CSS}</style></head>\n<body><h2>{title}</h2>\n{body}\n</body></html>\n")
+            f"<style>{_TABLE_CSS}{text}</style></head>\n<body><h2>{title}</h2>\n{body}\n</body></html>\n")
+
+
+# What each number of `samples/quality.json` (quality.evaluate_samples) means, in the order a reader checks them.
+QUALITY_ROWS = (
+    ("n_samples", "generated images evaluated"),
+    ("heldout_accuracy", "classifier accuracy on held-out real digits: how far its labels can be trusted"),
+    ("mean_max_softmax", "mean classifier confidence on the samples (near 1: each sample reads as one digit)"),
+    ("classes_present", "digits (of 10) predicted at least once among the samples"),
+    ("class_histogram", "samples per predicted digit, 0 to 9"),
+    ("frechet_distance", "Fréchet distance between classifier features of samples and held-out digits"),
+    ("frechet_distance_real_baseline", "the same distance between two sets of real digits, the first of the "
+                                       "samples' size: what a perfect model would score"),
+)
+
+
+def quality_table(quality: Mapping[str, object], *, digits: int = 3) -> pd.DataFrame:
+    """The sample-quality summary as a table for the report: columns quantity, value, meaning.
+
+    Args:
+        quality: the dict of ``samples/quality.json``; known keys come first with their meaning, any other key
+            follows with an empty meaning. Floats get `digits` significant digits, lists are joined.
+    """
+    def fmt(v: object) -> str:
+        if isinstance(v, float):
+            return f"{v:.{digits}g}"
+        if isinstance(v, (list, tuple)):
+            return " ".join(str(x) for x in v)
+        return str(v)
+
+    known = [(k, m) for k, m in QUALITY_ROWS if k in quality]
+    extra = [(k, "") for k in quality if k not in dict(QUALITY_ROWS)]
+    return pd.DataFrame([{"quantity": k, "value": fmt(quality[k]), "meaning": m} for k, m in known + extra],
+                        columns=["quantity", "value", "meaning"])

@@ -27,6 +27,7 @@ FIGURES = (
     "fig4_overlaps",
     "fig1_toy",
     "skew_shares",
+    "training_loss",
 )
 TABLE_FILES = ("spectra.parquet", "local_dims.parquet", "overlaps.parquet", "diagnostics.parquet")
 
@@ -39,11 +40,13 @@ def final_outputs():
     return [
         f"{OUT}/samples/sequences.h5",
         f"{OUT}/samples/quality.json",
+        f"{OUT}/samples/quality.html",
         f"{OUT}/samples/samples_grid.png",
         *expand(f"{OUT}/stats/{{table}}", table=TABLE_FILES),
         f"{OUT}/stats/features.h5",
         f"{OUT}/stats/calibration_summary.csv",
         f"{OUT}/stats/summary.csv",
+        f"{OUT}/stats/claims.csv",
         f"{OUT}/toy/summary.csv",
         f"{OUT}/vae/local_dims.parquet",
         f"{OUT}/estimators/comparison.csv",
@@ -65,7 +68,8 @@ def stage_benchmarks(wildcards=None):
     for r in workflow.rules:
         if r.benchmark is not None:
             files |= {str(r.benchmark.apply_wildcards({"shard": k})) for k in SHARDS}
-    return sorted(files)
+    # only this run's: several runs share one workflow in workflow/compare.smk
+    return sorted(f for f in files if f.startswith(f"{OUT}/"))
 
 
 # Threads: no job gets more than the CPUs this process may use, whatever --cores says.

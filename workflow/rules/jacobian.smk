@@ -60,7 +60,7 @@ rule calibrate_noise_floor:
         html=report(
             f"{OUT}/stats/calibration_summary.html",
             caption="../report/calibration.rst",
-            category="2. Tables",
+            category="0. Headline",
             labels={"table": "noise-floor calibration"},
         ),
     log:

@@ -39,7 +39,7 @@ rule plot_fig3_cosines:
             f"{OUT}/figures/fig3_cosines.png",
             caption="../report/fig3_cosines.rst",
             category="1. Figures",
-            labels={"figure": "Fig. 3a", "content": "(top) cos(u_i, v_i) against rank"},
+            labels={"figure": "Fig. 3a", "content": "(top) cos(uᵢ, vᵢ) against rank"},
         ),
     log:
         f"logs/plot_fig3_cosines/{RUN}.log",
@@ -66,7 +66,7 @@ rule plot_fig3_spectrum:
             f"{OUT}/figures/fig3_spectrum.png",
             caption="../report/fig3_spectrum.rst",
             category="1. Figures",
-            labels={"figure": "Fig. 3b", "content": "(bottom left) 1/s_i against rank"},
+            labels={"figure": "Fig. 3b", "content": "(bottom left) 1/sᵢ against rank, σₜ² floor"},
         ),
     log:
         f"logs/plot_fig3_spectrum/{RUN}.log",
@@ -93,7 +93,7 @@ rule plot_fig3_local_dims:
             f"{OUT}/figures/fig3_local_dims.png",
             caption="../report/fig3_local_dims.rst",
             category="1. Figures",
-            labels={"figure": "Fig. 3c", "content": "(bottom right) local dimension r_t over images"},
+            labels={"figure": "Fig. 3c", "content": "(bottom right) local dimension rₜ over images"},
         ),
     log:
         f"logs/plot_fig3_local_dims/{RUN}.log",
@@ -120,7 +120,7 @@ rule plot_fig4:
             f"{OUT}/figures/fig4_overlaps.png",
             caption="../report/fig4.rst",
             category="1. Figures",
-            labels={"figure": "Fig. 4", "content": "subspace overlaps Phi_n"},
+            labels={"figure": "Fig. 4", "content": "subspace overlaps Φₙ"},
         ),
     log:
         f"logs/plot_fig4/{RUN}.log",
@@ -134,3 +134,28 @@ rule plot_fig4:
         code=plot_code("fig4_overlaps"),
     script:
         "../scripts/plot_fig4.py"
+
+
+rule plot_training_loss:
+    input:
+        metrics=f"{OUT}/model/metrics.jsonl",
+    output:
+        pdf=f"{OUT}/figures/training_loss.pdf",
+        png=report(
+            f"{OUT}/figures/training_loss.png",
+            caption="../report/training_loss.rst",
+            category="3. Run",
+            labels={"result": "training loss"},
+        ),
+    log:
+        f"logs/plot_training_loss/{RUN}.log",
+    conda:
+        ENV
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        dpi=config["plots"]["dpi"],
+        code=plot_code("training_loss_figure"),
+    script:
+        "../scripts/plot_training_loss.py"

@@ -1,4 +1,8 @@
-# Tables that exist for the Snakemake report (`snakemake --report results/<run>/report.html`).
+# Tables that exist for the Snakemake report (`snakemake --report results/<run>/report.html`). The report's menu
+# sorts categories by name: "0. Headline" (the tables to read first: the paper's claims, sample quality, the
+# per-t summary, the noise-floor calibration; another joins with one report() entry), "1. Figures",
+# "2. Tables", "3. Run" (training loss, stage benchmarks). Two results of one category must not have two label
+# keys with different values: the report would turn the second key into a toggle between them.
 
 
 rule summarise_benchmarks:
@@ -11,7 +15,7 @@ rule summarise_benchmarks:
             f"{OUT}/stats/stage_times.html",
             caption="../report/stage_times.rst",
             category="3. Run",
-            labels={"table": "stage benchmarks"},
+            labels={"result": "stage benchmarks"},
         ),
     log:
         f"logs/summarise_benchmarks/{RUN}.log",
@@ -22,3 +26,25 @@ rule summarise_benchmarks:
         runtime=10,
     script:
         "../scripts/summarise_benchmarks.py"
+
+
+rule summarise_quality:
+    input:
+        quality=f"{OUT}/samples/quality.json",
+    output:
+        markdown=f"{OUT}/samples/quality.md",
+        html=report(
+            f"{OUT}/samples/quality.html",
+            caption="../report/quality.rst",
+            category="0. Headline",
+            labels={"table": "sample quality"},
+        ),
+    log:
+        f"logs/summarise_quality/{RUN}.log",
+    conda:
+        ENV
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../scripts/summarise_quality.py"

@@ -50,7 +50,7 @@ rule summarise_results:
         html=report(
             f"{OUT}/stats/summary.html",
             caption="../report/summary.rst",
-            category="2. Tables",
+            category="0. Headline",
             labels={"table": "summary per t"},
         ),
     log:
@@ -81,7 +81,7 @@ rule evaluate_claims:
         html=report(
             f"{OUT}/stats/claims.html",
             caption="../report/claims.rst",
-            category="1. Claims",
+            category="0. Headline",
             labels={"table": "claims of the paper"},
         ),
     log:

@@ -86,7 +86,7 @@ rule plot_skew_shares:
             f"{OUT}/figures/skew_shares.png",
             caption="../report/skew_shares.rst",
             category="1. Figures",
-            labels={"figure": "Skew shares", "content": "MNIST: where J - J^T lies"},
+            labels={"figure": "Skew shares", "content": "MNIST: where J − Jᵀ lies"},
         ),
     log:
         f"logs/plot_skew_shares/{RUN}.log",
