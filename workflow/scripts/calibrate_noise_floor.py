@@ -4,15 +4,13 @@ from score_geometry.runtime import setup_logging
 
 setup_logging(snakemake.log[0])
 
-import pandas as pd
-
 from score_geometry import io
 from score_geometry.analysis import calibration_from_jacobians
 from score_geometry.report import html_table
 
 p = snakemake.params
 heldout, _ = io.read_h5(snakemake.input.heldout)
-table, summary = calibration_from_jacobians(heldout, pd.read_parquet(snakemake.input.diagnostics), run=p.run,
+table, summary = calibration_from_jacobians(heldout, io.read_parquet(snakemake.input.diagnostics), run=p.run,
                                             kappa=p.kappa)
 io.write_parquet(snakemake.output.table, table)
 io.write_csv(snakemake.output.summary, summary)

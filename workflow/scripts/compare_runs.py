@@ -14,7 +14,7 @@ per_run, claims = {}, []
 for name, r in p.runs.items():
     quality = io.read_json(i[f"{name}_quality"])
     per_run[name] = {"parameterisation": r["parameterisation"],
-                     "diagnostics": pd.read_parquet(i[f"{name}_diagnostics"]),
+                     "diagnostics": io.read_parquet(i[f"{name}_diagnostics"]),
                      "calibration": pd.read_csv(i[f"{name}_calibration"]),
                      "quality": pd.DataFrame([{k: v for k, v in quality.items() if isinstance(v, (int, float))}]),
                      "claims": pd.read_csv(i[f"{name}_claims"])}

@@ -13,11 +13,11 @@ p, i = snakemake.params, snakemake.input
 features, _ = io.read_h5(i.features, ["features", "images", "t"])
 sequences, _ = io.read_h5(i.sequences, ["x0_hat"])
 tables = RunTables(
-    diagnostics=pd.read_parquet(i.diagnostics), overlaps=pd.read_parquet(i.overlaps),
-    spectra=pd.read_parquet(i.spectra), parameterisation=p.parameterisation, kappa=p.kappa,
+    diagnostics=io.read_parquet(i.diagnostics), overlaps=io.read_parquet(i.overlaps),
+    spectra=io.read_parquet(i.spectra), parameterisation=p.parameterisation, kappa=p.kappa,
     calibration=pd.read_csv(i.calibration), features=features["features"], feature_images=features["images"],
     feature_t=features["t"], stroke=sequences["x0_hat"].reshape(len(sequences["x0_hat"]), -1) > 0,
-    toy=pd.read_csv(i.toy), vae_dims=pd.read_parquet(i.vae_dims), vae_metrics=io.read_jsonl(i.vae_metrics))
+    toy=pd.read_csv(i.toy), vae_dims=io.read_parquet(i.vae_dims), vae_metrics=io.read_jsonl(i.vae_metrics))
 table = claims_table(tables)
 io.write_csv(snakemake.output.csv, table)
 io.write_text(snakemake.output.markdown, claims_markdown(table, run=p.run))

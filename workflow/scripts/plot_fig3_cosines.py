@@ -3,10 +3,8 @@ from score_geometry.runtime import setup_logging
 
 setup_logging(snakemake.log[0])
 
-import pandas as pd
-
 from score_geometry import io
 from score_geometry.plots import fig3_cosines
 
-fig = fig3_cosines(pd.read_parquet(snakemake.input.spectra), examples=list(snakemake.params.examples))
+fig = fig3_cosines(io.read_parquet(snakemake.input.spectra), examples=list(snakemake.params.examples))
 io.save_figure(fig, snakemake.output, dpi=snakemake.params.dpi)

@@ -3,11 +3,9 @@ from score_geometry.runtime import setup_logging
 
 setup_logging(snakemake.log[0])
 
-import pandas as pd
-
 from score_geometry import io
 from score_geometry.plots import fig3_spectrum
 
-fig = fig3_spectrum(pd.read_parquet(snakemake.input.spectra), pd.read_parquet(snakemake.input.diagnostics),
+fig = fig3_spectrum(io.read_parquet(snakemake.input.spectra), io.read_parquet(snakemake.input.diagnostics),
                     examples=list(snakemake.params.examples))
 io.save_figure(fig, snakemake.output, dpi=snakemake.params.dpi)

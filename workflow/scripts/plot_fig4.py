@@ -3,10 +3,8 @@ from score_geometry.runtime import setup_logging
 
 setup_logging(snakemake.log[0])
 
-import pandas as pd
-
 from score_geometry import io
 from score_geometry.plots import fig4_overlaps
 
-fig = fig4_overlaps(pd.read_parquet(snakemake.input.overlaps), pd.read_parquet(snakemake.input.diagnostics))
+fig = fig4_overlaps(io.read_parquet(snakemake.input.overlaps), io.read_parquet(snakemake.input.diagnostics))
 io.save_figure(fig, snakemake.output, dpi=snakemake.params.dpi)

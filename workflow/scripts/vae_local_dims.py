@@ -3,7 +3,6 @@ from score_geometry.runtime import setup_logging
 
 setup_logging(snakemake.log[0])
 
-import pandas as pd
 import torch
 
 from score_geometry import io
@@ -13,7 +12,7 @@ from score_geometry.vae import condition_name, local_dims_table
 p = snakemake.params
 ds = io.read_dataset(snakemake.input.data)
 seq, _ = io.read_h5(snakemake.input.sequences, ["x_t", "t"])
-labels = pd.read_parquet(snakemake.input.predictions).sort_values("image")["label"].to_numpy()
+labels = io.read_parquet(snakemake.input.predictions).sort_values("image")["label"].to_numpy()
 # The samples at the smallest recorded t (sequences.h5 stores times in increasing order).
 samples = torch.as_tensor(seq["x_t"][:, 0]).unsqueeze(1).float()
 checkpoints = {condition_name(t): io.load_checkpoint(path)

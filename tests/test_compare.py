@@ -1,0 +1,69 @@
+"""Runs side by side (score_geometry.compare, workflow/compare.smk)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import run_snakemake
+from score_geometry.compare import comparison_table, deep_merge, run_config
+
+
+def test_deep_merge_like_snakemake_configfiles():
+    base = {"run": "default", "model": {"parameterisation": "x0", "channels": [32, 64, 64]}, "seed": 0}
+    out = deep_merge(base, {"model": {"parameterisation": "eps"}}, {"model": {"channels": [8, 8, 8]}})
+    assert out == {"run": "default", "model": {"parameterisation": "eps", "channels": [8, 8, 8]}, "seed": 0}
+    assert base["model"]["parameterisation"] == "x0"  # inputs untouched
+    # the run name is set last: a preset naming its own run cannot send two runs to one folder
+    assert run_config(base, [{"run": "eps"}], run="mine")["run"] == "mine"
+
+
+def _run(r_t, ratio):
+    d = pd.DataFrame({"t": np.repeat([0.01, 0.3], 3), "sigma": np.repeat([0.04, 0.77], 3), "local_dim": r_t})
+    cal = pd.DataFrame({"source": ["model_samples", "heldout_noisy"] * 2, "t": [0.01, 0.01, 0.3, 0.3],
+                        "calibration_ratio": ratio})
+    return {"parameterisation": "x0", "diagnostics": d, "calibration": cal,
+            "quality": pd.DataFrame([{"heldout_accuracy": 0.98, "mean_max_softmax": 0.9, "frechet_distance": 100.0}]),
+            "claims": pd.DataFrame({"verdict": ["holds", "holds", "fails", "not measurable here"]})}
+
+
+def test_comparison_table_one_row_per_run_and_t():
+    table = comparison_table({"a": _run([10, 20, 30, 1, 2, 3], [1.0, 0.99, 1.01, 1.02]),
+                              "b": _run([5, 5, 5, 5, 5, 5], [1.2, 1.3, 1.1, 1.1])})
+    assert list(table["run"]) == ["a", "a", "b", "b"] and list(table["t"]) == [0.01, 0.3, 0.01, 0.3]
+    a = table.iloc[0]
+    assert (a["r_t_median"], a["r_t_q25"], a["r_t_q75"]) == (20, 15, 25)
+    assert (a["calibration_samples"], a["calibration_heldout"]) == (1.0, 0.99)
+    assert (a["claims_holds"], a["claims_fails"], a["claims_not_measurable"]) == (2, 1, 1)
+    assert np.isnan(a["frechet_distance_real_baseline"])  # absent from quality: NaN, not an error
+
+
+@pytest.mark.slow
+def test_compare_workflow_on_the_tiny_preset(workflow_dir):
+    """The README's comparison command on the tiny preset: three runs (x0, eps, oracle) as modules with their own
+    configs, then the comparison; nothing left to do afterwards; one run's change reruns only that run."""
+    args = ("-s", "workflow/compare.smk", "--cores", "2", "--configfile", "presets/compare_tiny.yaml")
+    proc = run_snakemake(workflow_dir, *args, timeout=1500)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-6000:]
+    out = workflow_dir / "results" / "comparison_tiny"
+    table = pd.read_csv(out / "comparison.csv")
+    assert set(table["run"]) == {"x0", "eps", "oracle"} and len(table) == 3 * 5
+    assert dict(zip(table["run"], table["parameterisation"])) == {"x0": "x0", "eps": "eps", "oracle": "oracle"}
+    # the oracle's closed form: its noise floor is exact
+    assert np.allclose(table.loc[table["run"] == "oracle", "calibration_heldout"], 1.0, atol=1e-3)
+    claims = pd.read_csv(out / "claims.csv").set_index("id")
+    assert list(claims.columns) == ["eps", "oracle", "x0"] and len(claims) >= 10
+    assert claims.loc["cos_minus_one_high_ranks", "oracle"] == "holds"
+    assert claims.loc["non_conservative_within", "oracle"] == "fails"  # H = 0
+    for run in ("tiny_x0", "tiny_eps", "tiny_oracle"):
+        assert (workflow_dir / "results" / run / "stats" / "claims.csv").exists()
+    assert (out / "comparison.png").stat().st_size > 1000
+    again = run_snakemake(workflow_dir, "-n", *args)
+    assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
+    (workflow_dir / "eps_more.yaml").write_text(
+        "runs:\n  eps:\n    set: {jacobian: {n_images: 4, shards: 2}, analysis: {kappa: 0.2}}\n")
+    plan = run_snakemake(workflow_dir, "-n", *args[:-1], "presets/compare_tiny.yaml", "eps_more.yaml")
+    jobs = {line.split()[0] for line in (plan.stdout + plan.stderr).splitlines()
+            if line.strip() and line.split()[0].startswith(("x0_", "eps_", "oracle_"))}
+    assert jobs and all(j.startswith("eps_") for j in jobs), jobs
