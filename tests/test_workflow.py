@@ -238,3 +238,21 @@ def test_default_profile_prints_a_failing_jobs_log(workflow_dir):
     assert proc.returncode != 0
     assert "workflow specific profile profiles/default" in console
     assert "Logfile logs/prepare_data/tiny.log:" in console and "Looked under" in console
+
+
+def test_default_profile_reruns_an_output_left_incomplete(workflow_dir):
+    """After Ctrl-C to Snakemake alone, a finished job's output can keep its incomplete marker; a plain rerun then
+    stopped with IncompleteFilesException. profiles/default/ sets rerun-incomplete: the job is simply redone."""
+    from base64 import urlsafe_b64encode
+
+    target = "results/tiny/data/dataset.h5"
+    args = (target, "--cores", "1", "--configfile", "presets/tiny.yaml")
+    assert run_snakemake(workflow_dir, *args).returncode == 0
+    marker = workflow_dir / ".snakemake" / "incomplete" / urlsafe_b64encode(target.encode()).decode()
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text('{"external_jobid": null}')
+    without = run_snakemake(workflow_dir, *args, "--workflow-profile", "none")
+    assert without.returncode != 0 and "IncompleteFilesException" in without.stdout + without.stderr
+    rerun = run_snakemake(workflow_dir, *args)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert "rule prepare_data" in rerun.stdout + rerun.stderr and not marker.exists()
