@@ -19,6 +19,16 @@ def test_deep_merge_like_snakemake_configfiles():
     assert run_config(base, [{"run": "eps"}], run="mine")["run"] == "mine"
 
 
+def test_run_config_orders_keys_as_snakemake_does():
+    """Snakemake compares rule params as text: `snakemake --configfile tiny.yaml` puts the preset's keys first,
+    and the comparison's module config must match it key for key, or every job of that run reruns."""
+    base = {"run": "default", "model": {"a": 1, "b": 2, "c": 3}, "train": {"x": 1}}
+    preset = {"model": {"c": 30}, "sample": {"n": 6}}
+    out = run_config(base, [preset], run="tiny")
+    assert out == {"run": "tiny", "model": {"a": 1, "b": 2, "c": 30}, "train": {"x": 1}, "sample": {"n": 6}}
+    assert list(out) == ["model", "sample", "run", "train"] and list(out["model"]) == ["c", "a", "b"]
+
+
 def _run(r_t, ratio):
     d = pd.DataFrame({"t": np.repeat([0.01, 0.3], 3), "sigma": np.repeat([0.04, 0.77], 3), "local_dim": r_t})
     cal = pd.DataFrame({"source": ["model_samples", "heldout_noisy"] * 2, "t": [0.01, 0.01, 0.3, 0.3],
@@ -40,12 +50,15 @@ def test_comparison_table_one_row_per_run_and_t():
 
 
 @pytest.mark.slow
-def test_compare_workflow_on_the_tiny_preset(workflow_dir):
+def test_compare_workflow_on_the_tiny_preset(tiny_run):
     """The README's comparison command on the tiny preset: three runs (x0, eps, oracle) as modules with their own
-    configs, then the comparison; nothing left to do afterwards; one run's change reruns only that run."""
+    configs, then the comparison. The x0 run is the tiny run already computed by the single-run command: it is
+    reused (no x0 job runs), nothing is left to do afterwards, and one run's change reruns only that run."""
+    workflow_dir = tiny_run  # adds results/tiny_eps, tiny_oracle and comparison_tiny; results/tiny is only read
     args = ("-s", "workflow/compare.smk", "--cores", "2", "--configfile", "presets/compare_tiny.yaml")
     proc = run_snakemake(workflow_dir, *args, timeout=1500)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-6000:]
+    assert "rule x0_" not in proc.stdout + proc.stderr  # same config, key order included, as the single run
     out = workflow_dir / "results" / "comparison_tiny"
     table = pd.read_csv(out / "comparison.csv")
     assert set(table["run"]) == {"x0", "eps", "oracle"} and len(table) == 3 * 5
@@ -56,7 +69,7 @@ def test_compare_workflow_on_the_tiny_preset(workflow_dir):
     assert list(claims.columns) == ["eps", "oracle", "x0"] and len(claims) >= 10
     assert claims.loc["cos_minus_one_high_ranks", "oracle"] == "holds"
     assert claims.loc["non_conservative_within", "oracle"] == "fails"  # H = 0
-    for run in ("tiny_x0", "tiny_eps", "tiny_oracle"):
+    for run in ("tiny", "tiny_eps", "tiny_oracle"):
         assert (workflow_dir / "results" / run / "stats" / "claims.csv").exists()
     assert (out / "comparison.png").stat().st_size > 1000
     again = run_snakemake(workflow_dir, "-n", *args)

@@ -29,8 +29,15 @@ def deep_merge(base: Mapping[str, Any], *overlays: Mapping[str, Any]) -> dict[st
 
 def run_config(base: Mapping[str, Any], overlays: Sequence[Mapping[str, Any]], *, run: str) -> dict[str, Any]:
     """One run of a comparison: `base` with `overlays` merged over it and `run` (its results/<run>/) set last,
-    so presets that name their own run cannot make two runs write to the same place."""
-    return deep_merge(base, *overlays, {"run": run})
+    so presets that name their own run cannot make two runs write to the same place.
+
+    The result equals, key order included, the config Snakemake builds for `snakemake --configfile <overlays>`
+    (it starts from the command-line files, updates with the Snakefile's configfile, then re-applies the
+    command line): rule params are compared by their text, so the same values in another key order would
+    rerun every job of a run that `make run` (or a preset run) has already computed.
+    """
+    command_line = deep_merge({}, *overlays, {"run": run})
+    return deep_merge(command_line, base, command_line)
 
 
 def comparison_table(per_run: Mapping[str, Mapping[str, pd.DataFrame]]) -> pd.DataFrame:
