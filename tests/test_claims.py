@@ -145,3 +145,17 @@ def test_markdown_counts_the_verdicts(gaussian):
     md = claims_markdown(claims_table(_tables(gaussian)), run="oracle")
     assert md.startswith("# Claims of the paper, run `oracle`") and "| id " in md
     assert "8 holds, 5 fails, 3 not measurable here" in md
+
+
+def test_misalignment_rank_tolerates_a_stray_top_rank(gaussian):
+    """A misaligned block of 10 low ranks, then anti-aligned ranks except an expanding direction at the top rank
+    (cos +1): k_t = 11, and the verdict holds; with no misaligned block k_t = 1 and it fails."""
+    r = _tables(gaussian)
+    D = int(r.spectra["rank"].max())
+    cos = np.where(r.spectra["rank"] <= 10, 0.1, -1.0)
+    cos[r.spectra["rank"].to_numpy() == D] = 1.0
+    row = claims_table(RunTables(**{**r.__dict__, "spectra": r.spectra.assign(cos_uv=cos)})).set_index("id")
+    assert row.loc["misalignment_rank", "value"] == 11 and row.loc["misalignment_rank", "verdict"] == HOLDS
+    aligned = np.where(r.spectra["rank"].to_numpy() == D, 1.0, -1.0)
+    row = claims_table(RunTables(**{**r.__dict__, "spectra": r.spectra.assign(cos_uv=aligned)})).set_index("id")
+    assert row.loc["misalignment_rank", "value"] == 1 and row.loc["misalignment_rank", "verdict"] == FAILS
