@@ -119,7 +119,8 @@ def check_config(config: Mapping[str, Any]) -> None:
         raise ConfigError(f"config key calibration.n_images={n_cal} exceeds the {n_heldout} held-out images of "
                           f"data.dataset={data['dataset']} ({why}); use at most {n_heldout}")
     plots = config["plots"]
-    for key, images in (("plots.fig2_image", [plots["fig2_image"]]), ("plots.examples", plots["examples"])):
+    fig2 = [] if plots["fig2_image"] == "auto" else [plots["fig2_image"]]
+    for key, images in (("plots.fig2_image", fig2), ("plots.examples", plots["examples"])):
         if any(i >= jac["n_images"] for i in images):
             raise ConfigError(f"config key {key}={images} must index the analysed sequences, i.e. be < "
                               f"jacobian.n_images={jac['n_images']}")

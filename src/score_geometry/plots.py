@@ -44,29 +44,39 @@ def _t_colours(ts) -> dict:
 
 
 def fig2_features(x_t: np.ndarray, features: np.ndarray, t: np.ndarray, sigma: np.ndarray,
-                  feature_names: list[str]) -> plt.Figure:
+                  feature_names: list[str], *, title: str = "") -> plt.Figure:
     """Fig. 2: one sequence; rows = times (highest noise on top), columns = x_t then the feature vectors.
+
+    Each feature panel is scaled by its own largest |value| (a singular or eigenvector's sign and overall
+    scale are arbitrary), which the colour bar shows: -1 to 1 of that maximum.
 
     Args:
         x_t: (T, 28, 28) the sequence; features: (T, 7, 784); t, sigma: (T,).
+        title: e.g. which sequence and why it was chosen (its class change along the sequence).
     """
     order = np.argsort(t)[::-1]
     n_rows, n_cols = len(t), 1 + len(feature_names)
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(1.1 * n_cols + 0.8, 1.1 * n_rows + 0.4), squeeze=False)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(1.1 * n_cols + 1.3, 1.1 * n_rows + 0.6), squeeze=False)
+    side = int(round(np.sqrt(features.shape[-1])))
     for r, j in enumerate(order):
         axes[r, 0].imshow(np.clip(x_t[j], -1, 1), cmap="gray", vmin=-1, vmax=1)
         axes[r, 0].set_ylabel(f"t={t[j]:g}\n$\\sigma_t$={sigma[j]:.3f}", fontsize=7)
         for c, name in enumerate(feature_names, start=1):
-            f = features[j, c - 1].reshape(28, 28)
-            lim = float(np.abs(f).max()) or 1.0
-            axes[r, c].imshow(f, cmap="RdBu_r", vmin=-lim, vmax=lim)
+            f = features[j, c - 1].reshape(side, side)
+            image = axes[r, c].imshow(f / (float(np.abs(f).max()) or 1.0), cmap="RdBu_r", vmin=-1, vmax=1)
         for c in range(n_cols):
             axes[r, c].set_xticks([])
             axes[r, c].set_yticks([])
             if r == 0:
                 axes[r, c].set_title("$x_t$" if c == 0 else FEATURE_LABELS.get(feature_names[c - 1], feature_names[c - 1]),
                                      fontsize=9)
-    fig.subplots_adjust(left=0.12, right=0.99, top=0.93, bottom=0.02, wspace=0.05, hspace=0.08)
+    top = 0.90 if title else 0.93
+    fig.subplots_adjust(left=0.1, right=0.9, top=top, bottom=0.02, wspace=0.05, hspace=0.08)
+    bar = fig.colorbar(image, ax=axes[:, 1:], fraction=0.025, pad=0.02)
+    bar.set_label("feature / max |feature| (per panel)", fontsize=7)
+    bar.ax.tick_params(labelsize=6)
+    if title:
+        fig.suptitle(title, fontsize=8)
     return fig
 
 

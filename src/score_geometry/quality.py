@@ -4,7 +4,7 @@ generated samples, and the Fréchet distance between its features of samples and
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -126,3 +126,36 @@ def evaluate_samples(model: Classifier, samples: torch.Tensor, heldout_images: t
     per_image = pd.DataFrame({"image": np.arange(n), "label": pred.numpy().astype(np.int64),
                               "max_softmax": p.max(1).values.numpy().astype(np.float64)})
     return summary, per_image
+
+
+def labels_along_sequences(model: Classifier, x0_hat_t: np.ndarray, t: Sequence[float],
+                           final_labels: Sequence[int]) -> pd.DataFrame:
+    """The classifier on the model's denoised estimate at each recorded t, against each sequence's final label.
+
+    Args:
+        x0_hat_t: (n, T, 28, 28) denoised estimates (`stages.denoised_at_times`); final_labels: (n,).
+    Returns:
+        One row per (image, t): image, t, final_label, label (argmax at t), p_final (the probability of the
+        final label at t), changed (label != final_label).
+    """
+    n, T = x0_hat_t.shape[:2]
+    x = torch.as_tensor(x0_hat_t, dtype=torch.float32).reshape(n * T, 1, *x0_hat_t.shape[2:])
+    p, _ = predict(model, x.clamp(-1, 1))
+    p = p.reshape(n, T, -1).numpy()
+    final = np.asarray(final_labels, dtype=np.int64)
+    label = p.argmax(-1)
+    return pd.DataFrame({"image": np.repeat(np.arange(n), T), "t": np.tile(np.asarray(t, dtype=float), n),
+                         "final_label": np.repeat(final, T), "label": label.reshape(-1),
+                         "p_final": p[np.arange(n)[:, None], np.arange(T)[None, :], final[:, None]].reshape(-1),
+                         "changed": (label != final[:, None]).reshape(-1)})
+
+
+def class_change_example(labels_t: pd.DataFrame, *, n_analysed: int) -> tuple[int, str]:
+    """The analysed sequence whose label at the highest recorded t differs most from its final label (the
+    paper's Fig. 2 looks for mixing across classes at high noise): among images < n_analysed, the lowest
+    probability of the final label at that t. Returns the image and a one-line reason."""
+    t_max = labels_t["t"].max()
+    d = labels_t[(labels_t["t"] == t_max) & (labels_t["image"] < n_analysed)]
+    row = d.sort_values(["p_final", "image"]).iloc[0]
+    return int(row["image"]), (f"sequence {int(row['image'])}: final label {int(row['final_label'])}, at t={t_max:g} "
+                               f"classified {int(row['label'])} (p(final) = {row['p_final']:.2f})")

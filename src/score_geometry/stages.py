@@ -125,3 +125,27 @@ def heldout_jacobians(checkpoint: Mapping[str, Any], dataset: Any, t: Sequence[f
     J = model_jacobians(checkpoint, x_t, t, device=device, jacobian=jacobian)
     sigma = sde.sigma(torch.tensor(np.asarray(t), dtype=torch.float64)).numpy()
     return {"J": J, "images": chosen, "labels": labels[chosen], "t": np.asarray(t, dtype=np.float64), "sigma": sigma}
+
+
+@torch.no_grad()
+def denoised_at_times(checkpoint: Mapping[str, Any], x_t: np.ndarray, t: Sequence[float], sde: VPSDE, *,
+                      batch_size: int = 256) -> np.ndarray:
+    """The model's posterior mean (Tweedie) x0_hat = (x_t + sigma_t^2 g(x_t, t)) / alpha_t at each recorded t:
+    what the model takes each noisy sample to be an image of.
+
+    Args:
+        x_t: (n, T, 28, 28) sequences; t: (T,).
+    Returns:
+        (n, T, 28, 28) float32.
+    """
+    score = score_fn_from_checkpoint(checkpoint)
+    x = torch.as_tensor(x_t, dtype=torch.float32)
+    out = torch.empty_like(x)
+    for j, tj in enumerate(t):
+        tt = torch.tensor(float(tj), dtype=torch.float64)
+        alpha, sigma = float(sde.alpha(tt)), float(sde.sigma(tt))
+        for i in range(0, len(x), batch_size):
+            xb = x[i:i + batch_size, j].unsqueeze(1)
+            g = score(xb, torch.full((len(xb),), float(tj)))
+            out[i:i + batch_size, j] = ((xb + sigma**2 * g) / alpha)[:, 0]
+    return out.numpy()

@@ -7,6 +7,7 @@ rule plot_fig2:
     input:
         sequences=f"{OUT}/samples/sequences.h5",
         features=f"{OUT}/stats/features.h5",
+        labels_t=f"{OUT}/samples/labels_along_sequences.parquet",
     output:
         pdf=f"{OUT}/figures/fig2_features.pdf",
         png=report(
@@ -24,6 +25,7 @@ rule plot_fig2:
         runtime=10,
     params:
         image=config["plots"]["fig2_image"],
+        n_analysed=config["jacobian"]["n_images"],
         dpi=config["plots"]["dpi"],
         code=plot_code("fig2_features"),
     script:

@@ -26,9 +26,11 @@ rule evaluate_samples:
         sequences=f"{OUT}/samples/sequences.h5",
         classifier=f"{OUT}/classifier/classifier.pt",
         data=f"{OUT}/data/dataset.h5",
+        model=f"{OUT}/model/model.pt",
     output:
         quality=f"{OUT}/samples/quality.json",
         predictions=f"{OUT}/samples/predictions.parquet",
+        labels_t=f"{OUT}/samples/labels_along_sequences.parquet",
         grid=report(
             f"{OUT}/samples/samples_grid.png",
             caption="../report/samples.rst",
@@ -46,5 +48,6 @@ rule evaluate_samples:
         runtime=10,
     params:
         seed=config["seed"],
+        sde=config["sde"],
     script:
         "../scripts/evaluate_samples.py"
