@@ -52,7 +52,8 @@ lint: $(STAMP)
 	$(BIN)/snakemake --lint
 	$(BIN)/snakefmt --check .
 
-# Rewrite the constraints from the current environment (after changing a range in pyproject.toml).
-lock: $(STAMP)
-	{ sed -n '/^#/p' $(CONSTRAINTS); $(BIN)/python -m pip freeze --exclude-editable | grep -v '^score-geometry=='; } > $(CONSTRAINTS).new
-	mv $(CONSTRAINTS).new $(CONSTRAINTS)
+# Rewrite the exact pins (envs/constraints.txt and the env file's pip section) from the current .venv: after
+# changing a range in pyproject.toml or upgrading a package there (.venv/bin/pip install -U <pkg>) and testing.
+# No install first: `make venv` would put the old pins back.
+lock:
+	$(BIN)/python envs/update_pins.py

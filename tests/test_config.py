@@ -87,7 +87,9 @@ def test_unknown_key_message_is_short_and_names_the_key(workflow_dir):
 
 
 @pytest.mark.xfail(reason="Snakemake's CLI reads --configfile (and dies with a FileNotFoundError traceback) before "
-                          "the Snakefile, so no workflow code can catch it; fixed only upstream or by a wrapper")
+                          "the Snakefile, so no workflow code can catch it: in snakemake/common/configfile.py "
+                          "_load_configfile, open() sits outside the try whose except FileNotFoundError raises a "
+                          "clean WorkflowError; strict xfail, so this fails once Snakemake fixes it")
 def test_missing_configfile_is_one_clean_line(workflow_dir):
     proc = run_snakemake(workflow_dir, "-n", "--cores", "1", "--configfile", "nope.yaml")
     out = proc.stdout + proc.stderr

@@ -84,3 +84,11 @@ def test_set_threads_never_exceeds_usable_cpus(monkeypatch):
         assert set_threads(8) == 1 and torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_cores_warning_once_per_process(monkeypatch):
+    monkeypatch.setattr(cpus, "usable_cpus", lambda: 2)
+    monkeypatch.setattr(cpus, "_warned", set())
+    assert cpus.cores_warning(2) is None and cpus.cores_warning(None) is None
+    msg = cpus.cores_warning(8)
+    assert msg.startswith("--cores 8 exceeds the 2 CPUs") and cpus.cores_warning(8) is None

@@ -134,12 +134,15 @@ def test_conda_env_deploys_as_snakemake_copies_it(tmp_path):
     py = env / "bin" / "python"
     probe = [str(py), "-c", "import score_geometry, sys; sys.stdout.write(score_geometry.__file__)"]
     assert subprocess.run(probe, capture_output=True, cwd=tmp_path).returncode != 0  # not installed yet
-    # the working directory is a checkout of the repository (here: this one, read-only use apart from pip's
-    # egg-info, which the editable install of `make` has written already)
-    proc = _deploy(ENV_FILE, ROOT, env)
+    # the working directory is a checkout of the repository: a copy, so nothing is written into this one
+    repo = tmp_path / "repo"
+    shutil.copytree(ROOT / "src", repo / "src", ignore=shutil.ignore_patterns("*.egg-info", "__pycache__"))
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copyfile(ROOT / name, repo / name)
+    proc = _deploy(ENV_FILE, repo, env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     where = subprocess.run(probe, capture_output=True, text=True, cwd=tmp_path, check=True).stdout
-    assert Path(where).resolve().is_relative_to((ROOT / "src").resolve())
+    assert Path(where).resolve().is_relative_to((repo / "src").resolve())
 
 
 @pytest.mark.slow
@@ -159,4 +162,31 @@ def test_the_old_editable_relative_path_breaks_when_copied(tmp_path):
     old.write_text(text)
     shutil.copyfile(POST_DEPLOY, old.with_name("score-geometry.post-deploy.sh"))
     proc = _deploy(old, tmp_path / "wd", _scratch_env(tmp_path))
-    assert proc.returncode != 0
+    # pip, run from .snakemake/conda/ as conda runs it, finds no project at "..", i.e. .snakemake/
+    assert proc.returncode != 0 and ".snakemake (from -r" in proc.stderr and "not appear to be a Python project" \
+        in proc.stderr
+
+
+def test_make_lock_rewrites_both_pin_lists(tmp_path):
+    """`make lock` (envs/update_pins.py) after an upgrade: the new version lands in the constraints and in the
+    env file's pip section alike; the project itself and editables stay out."""
+    sys.path.insert(0, str(ROOT / "envs"))
+    try:
+        import update_pins
+    finally:
+        sys.path.pop(0)
+    constraints, env_file = tmp_path / "constraints.txt", tmp_path / "env.yaml"
+    shutil.copyfile(ROOT / "envs" / "constraints.txt", constraints)
+    shutil.copyfile(ENV_FILE, env_file)
+    freeze = "\n".join(f"{name}=={version}" for name, version in CONSTRAINTS.items())
+    freeze = freeze.replace(f"torch=={CONSTRAINTS['torch']}", "torch==9.9.9")
+    freeze += "\nscore-geometry==0.1.0\n-e git+https://example.invalid/x.git#egg=x\nnewpkg==1.0\n"
+    (tmp_path / "freeze.txt").write_text(freeze)
+    update_pins.main(["--freeze", str(tmp_path / "freeze.txt"), "--constraints", str(constraints),
+                      "--env-file", str(env_file)])
+    pins = _pins(constraints.read_text().splitlines())
+    assert pins["torch"] == "9.9.9" and pins["newpkg"] == "1.0" and "score-geometry" not in pins
+    assert constraints.read_text().startswith("# The exact versions tested")
+    env_pins = _pins(_env_pip_section(env_file))
+    assert env_pins["torch"] == "9.9.9" and env_pins.keys() == _pins(_env_pip_section()).keys()
+    assert yaml.safe_load(env_file.read_text())["name"] == "score-geometry"  # the rest of the file kept

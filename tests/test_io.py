@@ -126,6 +126,38 @@ def test_corrupt_h5_names_file(tmp_path, damage):
     _assert_names_file_and_fix(excinfo, path)
 
 
+def test_h5_locked_by_another_process_is_not_called_corrupt(tmp_path):
+    """A valid file that HDF5 cannot lock (another process writing it; a file system without locks) must not be
+    reported as damaged with advice to delete it: an OSError naming the file and the lock instead."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "sequences.h5"
+    io.write_h5(path, {"x_t": np.zeros((2, 3), dtype=np.float32)})
+    holder = subprocess.Popen([sys.executable, "-c", f"import h5py, sys, time; f = h5py.File({str(path)!r}, 'a'); "
+                               "print('open', flush=True); time.sleep(60)"], stdout=subprocess.PIPE, text=True,
+                              env={**__import__("os").environ, "HDF5_USE_FILE_LOCKING": "TRUE"})
+    try:
+        assert holder.stdout.readline().strip() == "open"
+        with pytest.raises(OSError) as excinfo:
+            io.read_h5(path)
+        assert not isinstance(excinfo.value, io.CorruptFileError)
+        assert str(path) in str(excinfo.value) and "lock" in str(excinfo.value).lower()
+        assert "delete" not in str(excinfo.value)
+    finally:
+        holder.kill()
+        holder.wait()
+        holder.stdout.close()
+
+
+def test_corrupt_csv_names_file(tmp_path):
+    path = tmp_path / "claims.csv"
+    path.write_bytes(b"\xff\xfe\x00garbage\n\x00\x01")
+    with pytest.raises(io.CorruptFileError) as excinfo:
+        io.read_csv(path)
+    _assert_names_file_and_fix(excinfo, path)
+
+
 def test_corrupt_jacobian_shard_names_that_shard(tmp_path):
     good, bad = tmp_path / "shard_0.h5", tmp_path / "shard_1.h5"
     io.write_h5(good, {"features": np.zeros((2, 3))})
@@ -202,3 +234,9 @@ def test_failed_write_leaves_nothing(tmp_path):
             tmp.write_text("half")
             raise RuntimeError("killed")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_unwritable_output_locations(tmp_path):
+    assert io.unwritable(tmp_path / "results" / "run") is None  # not there yet: its parent decides
+    (tmp_path / "results").write_text("a file where the results folder should be")
+    assert io.unwritable(tmp_path / "results" / "run") == f"{tmp_path / 'results'} is not a directory"

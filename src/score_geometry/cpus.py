@@ -11,7 +11,7 @@ import math
 import os
 from pathlib import Path
 
-__all__ = ["usable_cpus", "affinity_cpus", "cgroup_cpu_limit"]
+__all__ = ["usable_cpus", "affinity_cpus", "cgroup_cpu_limit", "cores_warning"]
 
 
 def affinity_cpus() -> int:
@@ -76,3 +76,17 @@ def usable_cpus() -> int:
     if quota is not None:
         n = min(n, math.ceil(quota))
     return max(1, n)
+
+
+_warned: set[int] = set()
+
+
+def cores_warning(cores: int | None) -> str | None:
+    """The message for a `--cores` above `usable_cpus()`, once per process (the comparison workflow parses the
+    workflow once per run), else None."""
+    n = usable_cpus()
+    if not cores or cores <= n or cores in _warned:
+        return None
+    _warned.add(cores)
+    return (f"--cores {cores} exceeds the {n} CPUs this process may use (affinity and cgroup quota): each job gets "
+            f"at most {n} threads. Jobs may still run side by side and share them; --cores {n} avoids that.")

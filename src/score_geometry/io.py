@@ -45,6 +45,22 @@ class CorruptFileError(ValueError):
         return type(self), (self.path, self.reason)
 
 
+#: what HDF5 says about a damaged file (anything else, e.g. "unable to lock file", is not the file's fault)
+_H5_DAMAGE = ("truncated", "signature not found", "bad object header", "checksum", "addr overflow", "bad heap",
+              "bad symbol table", "b-tree signature", "can't read data", "inflate() failed", "filter returned failure",
+              "not an hdf5 file", "eof")
+
+
+def _h5_error(path: str | os.PathLike, e: OSError) -> OSError | CorruptFileError:
+    """CorruptFileError for a damaged HDF5 file; for anything else (a lock held by another process, a file
+    system without locking, I/O errors) an OSError naming the file, and no advice to delete it."""
+    if any(sign in str(e).lower() for sign in _H5_DAMAGE):
+        return _corrupt(path, "HDF5", _first_line(e))
+    return OSError(f"{path}: cannot read this HDF5 file ({_first_line(e)}); it is not reported as damaged. If another "
+                   "process has it open, wait for it; on a file system without locking set "
+                   "HDF5_USE_FILE_LOCKING=FALSE")
+
+
 def _corrupt(path: str | os.PathLike, what: str, reason: str) -> CorruptFileError:
     return CorruptFileError(path, f"{what}: {reason}")
 
@@ -97,6 +113,19 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def unwritable(path: str | os.PathLike) -> str | None:
+    """Why files cannot be created under the directory `path` (which need not exist yet), or None if they can:
+    checked on its nearest existing ancestor, so a run can refuse to start instead of failing in its first job."""
+    p = Path(path).absolute()
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    if not p.is_dir():
+        return f"{p} is not a directory"
+    if not os.access(p, os.W_OK | os.X_OK):
+        return f"{p} is not writable by this user"
+    return None
 
 
 def config_hash(cfg: Mapping[str, Any]) -> str:
@@ -267,7 +296,7 @@ def read_h5(path: str | os.PathLike, names: list[str] | None = None) -> tuple[di
     except (FileNotFoundError, PermissionError, IsADirectoryError):
         raise
     except OSError as e:
-        raise _corrupt(path, "HDF5", _first_line(e)) from None
+        raise _h5_error(path, e) from None
     with f:
         keys = list(f.keys()) if names is None else names
         missing = [k for k in keys if k not in f]
@@ -278,7 +307,7 @@ def read_h5(path: str | os.PathLike, names: list[str] | None = None) -> tuple[di
             data = {k: f[k][()] for k in keys}
             raw_attrs = dict(f.attrs.items())
         except OSError as e:
-            raise _corrupt(path, "HDF5", _first_line(e)) from None
+            raise _h5_error(path, e) from None
     attrs = {}
     for k, v in raw_attrs.items():
         if isinstance(v, str) and v[:1] in "[{":
@@ -319,8 +348,22 @@ def read_parquet(path: str | os.PathLike) -> "pd.DataFrame":
         raise FileNotFoundError(f"no such table: {path}")
     try:
         return pd.read_parquet(path, engine="pyarrow")
+    except PermissionError:
+        raise
     except (pa.ArrowException, OSError) as e:
         raise _corrupt(path, "Parquet", _first_line(e)) from None
+
+
+def read_csv(path: str | os.PathLike) -> "pd.DataFrame":
+    """Read a table written by `write_csv`; a damaged file raises CorruptFileError naming it."""
+    import pandas as pd
+
+    if not Path(path).exists():
+        raise FileNotFoundError(f"no such table: {path}")
+    try:
+        return pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        raise _corrupt(path, "CSV", _first_line(e)) from None
 
 
 def write_parquet(path: str | os.PathLike, df: "pd.DataFrame") -> None:

@@ -2,11 +2,11 @@
 import shutil
 
 from score_geometry.config import ConfigError, check_config, validate_config
-from score_geometry.cpus import usable_cpus
+from score_geometry.cpus import cores_warning, usable_cpus
 from score_geometry.datasets import data_identity
 from score_geometry.toy import training_section as toy_training_section
 from score_geometry.provenance import code_fingerprint
-from score_geometry.io import read_yaml
+from score_geometry.io import read_yaml, unwritable
 
 # Not snakemake.utils.validate: it accepts 6.0 for an integer and prints the whole schema on an error.
 try:
@@ -17,6 +17,9 @@ except ConfigError as e:
 
 RUN = config["run"]
 OUT = f"results/{RUN}"
+for where in (OUT, "logs"):
+    if (why := unwritable(where)) is not None:
+        raise WorkflowError(f"cannot write the run's outputs under {where}/: {why}")
 ENV = "../../envs/score-geometry.yaml"
 SHARDS = list(range(config["jacobian"]["shards"]))
 FIGURES = (
@@ -74,12 +77,8 @@ def stage_benchmarks(wildcards=None):
 
 # Threads: no job gets more than the CPUs this process may use, whatever --cores says.
 USABLE_CPUS = usable_cpus()
-if not workflow.non_local_exec and (workflow.resource_settings.cores or 0) > USABLE_CPUS:
-    logger.warning(
-        f"--cores {workflow.resource_settings.cores} exceeds the {USABLE_CPUS} CPUs this process may use "
-        f"(affinity and cgroup quota): each job gets at most {USABLE_CPUS} threads. Jobs may still run side "
-        f"by side and share them; --cores {USABLE_CPUS} avoids that."
-    )
+if not workflow.non_local_exec and (warning := cores_warning(workflow.resource_settings.cores)):
+    logger.warning(warning)
 
 
 # --- resources: what a scheduler needs to place each job (profiles/ set partitions, GPUs and threads) ---

@@ -15,9 +15,9 @@ for name, r in p.runs.items():
     quality = io.read_json(i[f"{name}_quality"])
     per_run[name] = {"parameterisation": r["parameterisation"],
                      "diagnostics": io.read_parquet(i[f"{name}_diagnostics"]),
-                     "calibration": pd.read_csv(i[f"{name}_calibration"]),
+                     "calibration": io.read_csv(i[f"{name}_calibration"]),
                      "quality": pd.DataFrame([{k: v for k, v in quality.items() if isinstance(v, (int, float))}]),
-                     "claims": pd.read_csv(i[f"{name}_claims"])}
+                     "claims": io.read_csv(i[f"{name}_claims"])}
     claims.append(per_run[name]["claims"].assign(run=name)[["run", "id", "value", "verdict", "origin"]])
 table = comparison_table(per_run)
 io.write_csv(snakemake.output.csv, table)

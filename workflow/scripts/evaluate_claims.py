@@ -3,8 +3,6 @@ from score_geometry.runtime import setup_logging
 
 setup_logging(snakemake.log[0])
 
-import pandas as pd
-
 from score_geometry import io
 from score_geometry.claims import RunTables, claims_markdown, claims_table
 from score_geometry.report import html_table
@@ -15,9 +13,9 @@ sequences, _ = io.read_h5(i.sequences, ["x0_hat"])
 tables = RunTables(
     diagnostics=io.read_parquet(i.diagnostics), overlaps=io.read_parquet(i.overlaps),
     spectra=io.read_parquet(i.spectra), parameterisation=p.parameterisation, kappa=p.kappa,
-    calibration=pd.read_csv(i.calibration), features=features["features"], feature_images=features["images"],
+    calibration=io.read_csv(i.calibration), features=features["features"], feature_images=features["images"],
     feature_t=features["t"], stroke=sequences["x0_hat"].reshape(len(sequences["x0_hat"]), -1) > 0,
-    toy=pd.read_csv(i.toy), vae_dims=io.read_parquet(i.vae_dims), vae_metrics=io.read_jsonl(i.vae_metrics))
+    toy=io.read_csv(i.toy), vae_dims=io.read_parquet(i.vae_dims), vae_metrics=io.read_jsonl(i.vae_metrics))
 table = claims_table(tables)
 io.write_csv(snakemake.output.csv, table)
 io.write_text(snakemake.output.markdown, claims_markdown(table, run=p.run))
