@@ -121,6 +121,13 @@ def test_training_loss_figure():
     assert len(drawn) == 2 and any(np.array_equal(y, metrics["ema_loss"]) for y in drawn.values())
 
 
+def test_training_loss_figure_of_a_model_that_was_not_trained():
+    """The Gaussian oracle's metrics log has one record and no loss (it is built, not trained)."""
+    fig = plots.training_loss_figure(pd.DataFrame([{"step": 0, "oracle_rank": 16, "explained_variance": 126.5}]))
+    ax = fig.axes[0]
+    assert not ax.get_lines() and "not trained" in ax.texts[0].get_text()
+
+
 def test_quality_table_orders_and_formats():
     quality = {"frechet_distance": 12.345678, "n_samples": 128, "class_histogram": [1, 2, 3], "extra": "x",
                "heldout_accuracy": 0.98765}

@@ -225,6 +225,13 @@ def training_loss_figure(metrics: "pd.DataFrame") -> plt.Figure:
     from matplotlib.ticker import FuncFormatter
 
     fig, ax = plt.subplots(figsize=(5.0, 3.0))
+    if "loss" not in metrics or metrics["loss"].isna().all():
+        # a closed-form model (the Gaussian oracle) is built, not trained: its log has no loss
+        ax.text(0.5, 0.5, "no training loss: this score model is not trained\n(closed form, e.g. the Gaussian oracle)",
+                ha="center", va="center", transform=ax.transAxes, fontsize=9)
+        ax.set_axis_off()
+        return fig
+    metrics = metrics.dropna(subset=["loss"])
     ax.plot(metrics["step"], metrics["loss"], color="0.6", lw=0.8, marker="." if len(metrics) < 30 else None,
             label="minibatch loss at the logged step")
     ax.plot(metrics["step"], metrics["ema_loss"], color=OKABE_ITO[0], lw=1.6, label="moving average (~100 steps)")
