@@ -272,6 +272,12 @@ def _is_oom(err: BaseException) -> bool:
     return isinstance(err, torch.cuda.OutOfMemoryError) or "out of memory" in str(err).lower()
 
 
+def _record_failure(row: dict, err: BaseException) -> None:
+    """Mark one timed cell as failed (an OOM or another error) so the section goes on with the next."""
+    row["status"] = "oom" if _is_oom(err) else "error"
+    row["error"] = f"{type(err).__name__}: {str(err)[:300]}"
+
+
 # ----------------------------------------------------------------------------------------------------------
 # the networks and inputs
 # ----------------------------------------------------------------------------------------------------------
@@ -481,8 +487,7 @@ def section_jacobian_throughput(ctx: Context, out: dict) -> None:
                     row["max_rel_diff_vs_loop"] = float((J0 - loop_J).abs().max()) / scale if scale else float("nan")
                 row["status"] = "ok"
             except Exception as err:  # noqa: BLE001 - one cell (typically an OOM) must not end the section
-                row["status"] = "oom" if _is_oom(err) else "error"
-                row["error"] = f"{type(err).__name__}: {str(err)[:300]}"
+                _record_failure(row, err)
             finally:
                 J = fn = None  # noqa: F841
                 _free(dev)
@@ -509,8 +514,7 @@ def section_jacobian_throughput(ctx: Context, out: dict) -> None:
             row["seconds_per_jacobian"] = row["median_s"] / row["n_jacobians"]
             row["status"] = "ok"
         except Exception as err:  # noqa: BLE001
-            row["status"] = "oom" if _is_oom(err) else "error"
-            row["error"] = f"{type(err).__name__}: {str(err)[:300]}"
+            _record_failure(row, err)
         finally:
             _free(dev)
         rows.append(row)
@@ -622,8 +626,7 @@ def section_sampling(ctx: Context, out: dict) -> None:
                 row["sequence_steps_per_s"] = batch * steps / row["median_s"]
                 row["status"] = "ok"
             except Exception as err:  # noqa: BLE001
-                row["status"] = "oom" if _is_oom(err) else "error"
-                row["error"] = f"{type(err).__name__}: {str(err)[:300]}"
+                _record_failure(row, err)
             finally:
                 _free(dev)
             rows.append(row)
@@ -669,8 +672,7 @@ def section_training(ctx: Context, out: dict) -> None:
                 row["images_per_s"] = a.train_batch / row["median_s"]
                 row["status"] = "ok"
             except Exception as err:  # noqa: BLE001
-                row["status"] = "oom" if _is_oom(err) else "error"
-                row["error"] = f"{type(err).__name__}: {str(err)[:300]}"
+                _record_failure(row, err)
             finally:
                 state = images = None
                 _free(dev)

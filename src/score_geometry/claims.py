@@ -318,10 +318,11 @@ def _origin(claim_id: str, parameterisation: str) -> str:
 
 def claims_table(r: RunTables) -> pd.DataFrame:
     """One row per claim: id, section, claim, statistic, threshold, value, detail, verdict, origin, note."""
-    calibrated = _calibration(r).verdict == HOLDS
+    results = {c.id: c.compute(r) for c in CLAIMS}
+    calibrated = results["calibration"].verdict == HOLDS
     rows = []
     for c in CLAIMS:
-        res = c.compute(r)
+        res = results[c.id]
         verdict, note = res.verdict, res.note
         if c.uses_r_t and not calibrated and verdict != NOT_MEASURABLE:
             verdict, note = NOT_MEASURABLE, f"calibration outside {CALIBRATION_BAND} (r_t would be {res.verdict})"
