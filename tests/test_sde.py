@@ -126,6 +126,15 @@ def test_log_uniform_t_sampling_favours_small_t():
         sample_t(3, t_min=1e-5, scheme="cosine", generator=gen)
 
 
+def test_mixture_t_sampling_is_half_uniform_half_log_uniform():
+    from score_geometry.score import sample_t
+    t = sample_t(40000, t_min=1e-5, scheme="mixture", generator=torch.Generator().manual_seed(0))
+    assert t.min() >= 1e-5 and t.max() <= 1
+    p_log = math.log(0.05 / 1e-5) / math.log(1e5)  # P(t < 0.05) under log-uniform
+    assert (t < 0.05).float().mean() == pytest.approx(0.5 * 0.05 + 0.5 * p_log, abs=0.01)
+    assert (t > 0.5).float().mean() == pytest.approx(0.5 * 0.5 + 0.5 * math.log(2) / math.log(1e5), abs=0.01)
+
+
 def test_vpsde_rejects_bad_betas():
     with pytest.raises(ValueError, match="beta_min"):
         VPSDE(20.0, 0.1)

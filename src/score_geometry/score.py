@@ -18,7 +18,7 @@ from .sde import VPSDE
 
 PARAMETERISATIONS = ("eps", "x0")
 LOSS_SPACES = ("native", "eps", "x0")
-T_SAMPLINGS = ("uniform", "log_uniform")
+T_SAMPLINGS = ("uniform", "log_uniform", "mixture")
 
 ScoreFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -65,13 +65,17 @@ def sample_t(n: int, *, t_min: float, scheme: str, generator: torch.Generator,
     """Training times t in [t_min, 1], shape (n,).
 
     ``uniform`` is the paper's choice; ``log_uniform`` puts more weight near t = 0, where the later
-    analysis thresholds the Jacobian spectrum at the smallest noise levels.
+    analysis thresholds the Jacobian spectrum at the smallest noise levels, but starves large t (the
+    sampler starts at t = 1); ``mixture`` draws each t from either with probability 1/2.
     """
     u = torch.rand(n, generator=generator, device=device)
     if scheme == "uniform":
         return t_min + (1.0 - t_min) * u
     if scheme == "log_uniform":
         return t_min * (1.0 / t_min) ** u
+    if scheme == "mixture":
+        use_log = torch.rand(n, generator=generator, device=device) < 0.5
+        return torch.where(use_log, t_min * (1.0 / t_min) ** u, t_min + (1.0 - t_min) * u)
     raise ValueError(f"t_sampling must be one of {T_SAMPLINGS}, got {scheme!r}")
 
 
