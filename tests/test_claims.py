@@ -10,6 +10,7 @@ from score_geometry.analysis import analyse_jacobians, calibration_tables
 from score_geometry.claims import (CLAIMS, FAILS, HOLDS, NOT_MEASURABLE, RunTables, claims_markdown, claims_table,
                                    vae_converged)
 from score_geometry.oracle import GaussianSubspaceOracle, SkewSubspaceOracle
+from score_geometry.spectra import analyse_jacobian
 
 T = [0.01, 0.05, 0.3]
 # variances spread over three decades, so the oracle's r_t (alpha^2 lambda >= kappa sigma^2) falls with t
@@ -24,9 +25,20 @@ def _tables(oracle, *, gain: float = 1.0, n: int = 3, parameterisation: str = "o
                             kappa_sweep=[0.1], progress=False)
     cal = calibration_tables(model=res.diagnostics.assign(source="model_samples"),
                              heldout=res.diagnostics.assign(source="heldout_noisy"))[1]
-    return RunTables(diagnostics=res.diagnostics, overlaps=res.overlaps, spectra=res.spectra,
-                     parameterisation=parameterisation, calibration=cal, features=res.features,
-                     feature_images=np.arange(n), feature_t=np.asarray(T))
+    return RunTables(diagnostics=_with_skew_fields(res.diagnostics, J, sigma), overlaps=res.overlaps,
+                     spectra=res.spectra, parameterisation=parameterisation, calibration=cal,
+                     features=res.features, feature_images=np.arange(n), feature_t=np.asarray(T))
+
+
+def _with_skew_fields(diagnostics: pd.DataFrame, J: np.ndarray, sigma: list[float]) -> pd.DataFrame:
+    """Every `Spectrum.skew_fields` measure as a diagnostics column, where the analysis does not write it yet."""
+    fields = {(image, t): analyse_jacobian(J[image, k], sigma[k], 0.1).skew_fields
+              for image in range(J.shape[0]) for k, t in enumerate(T)}
+    d = diagnostics.copy()
+    for name in next(iter(fields.values())):
+        if name not in d:
+            d[name] = [fields[(int(i), float(t))][name] for i, t in zip(d["image"], d["t"])]
+    return d
 
 
 def _verdicts(r: RunTables) -> dict[str, str]:
@@ -57,7 +69,11 @@ def test_gaussian_oracle_verdicts_are_the_closed_forms(gaussian):
     assert v["w_misaligned"] == FAILS  # eigenvectors are the singular vectors
     assert v["denoiser_psd"] == HOLDS  # I + sigma^2 J = (alpha^2/sigma^2) Cov[x0|x_t]
     assert v["non_conservative_within"] == FAILS  # H = 0
-    for absent in ("off_manifold_background", "toy_tangent_skew", "vae_below_r_t"):
+    for measure in ("non_conservative_within_w", "non_conservative_within_relative",
+                    "non_conservative_within_relative_w"):
+        assert v[measure] == FAILS  # H = 0, under every measure
+    for absent in ("off_manifold_background", "toy_tangent_skew", "vae_below_r_t", "toy_tangent_skew_relative",
+                   "toy_tangent_curl"):
         assert v[absent] == NOT_MEASURABLE
     assert (table["origin"] == "closed form (oracle)").all()
     vals = table.set_index("id")["value"]
@@ -74,6 +90,10 @@ def test_skew_inside_the_manifold_is_found():
     assert (r.diagnostics["local_dim"] == 5).all()
     v = _verdicts(r)
     assert v["non_conservative_within"] == HOLDS  # all of H = A lies in the data subspace
+    # ... under every measure and both estimates of the subspace (J~ is the Gaussian's, so w spans it too)
+    for measure in ("non_conservative_within_w", "non_conservative_within_relative",
+                    "non_conservative_within_relative_w"):
+        assert v[measure] == HOLDS, measure
     assert v["calibration"] == HOLDS and v["cos_minus_one_high_ranks"] == HOLDS and v["floor_lower_bound"] == HOLDS
 
 
@@ -144,7 +164,7 @@ def test_vae_row_needs_a_converged_vae(gaussian):
 def test_markdown_counts_the_verdicts(gaussian):
     md = claims_markdown(claims_table(_tables(gaussian)), run="oracle")
     assert md.startswith("# Claims of the paper, run `oracle`") and "| id " in md
-    assert "8 holds, 5 fails, 3 not measurable here" in md
+    assert "8 holds, 8 fails, 5 not measurable here" in md
 
 
 def test_misalignment_rank_tolerates_a_stray_top_rank(gaussian):
@@ -159,3 +179,83 @@ def test_misalignment_rank_tolerates_a_stray_top_rank(gaussian):
     aligned = np.where(r.spectra["rank"].to_numpy() == D, 1.0, -1.0)
     row = claims_table(RunTables(**{**r.__dict__, "spectra": r.spectra.assign(cos_uv=aligned)})).set_index("id")
     assert row.loc["misalignment_rank", "value"] == 1 and row.loc["misalignment_rank", "verdict"] == FAILS
+
+
+class CrossSkewOracle:
+    """The Gaussian subspace oracle's Jacobian plus a fixed skew part A = P C Q^T - Q C^T P^T that only couples
+    the data subspace P with its complement Q: all of H in the cross blocks."""
+
+    def __init__(self, gaussian: GaussianSubspaceOracle, strength: float = 0.05, seed: int = 5) -> None:
+        self.gaussian = gaussian
+        rng = np.random.default_rng(seed)
+        basis = gaussian.basis.numpy()
+        D, k = basis.shape
+        Q = np.linalg.svd(np.eye(D) - basis @ basis.T)[0][:, : D - k]
+        C = strength * rng.standard_normal((k, D - k))
+        self.A = basis @ C @ Q.T - Q @ C.T @ basis.T
+
+    def jacobian(self, t):
+        import torch
+
+        return self.gaussian.jacobian(t) + torch.from_numpy(self.A)
+
+    def sigma(self, t):
+        return self.gaussian.sigma(t)
+
+
+def test_skew_across_the_manifold_fails_every_measure():
+    """The Gaussian score plus a skew part between the 5-dim data subspace and its complement: H has no
+    on-manifold block, so every measure and both subspace estimates say "not within the manifold"."""
+    skew = CrossSkewOracle(GaussianSubspaceOracle.random(64, 5, variances=[4.0, 3.0, 2.0, 1.5, 1.0], seed=4))
+    r = _tables(skew)
+    assert (r.diagnostics["local_dim"] == 5).all()
+    table = claims_table(r).set_index("id")
+    for measure in ("non_conservative_within", "non_conservative_within_w", "non_conservative_within_relative",
+                    "non_conservative_within_relative_w"):
+        assert table.loc[measure, "verdict"] == FAILS, measure
+        assert table.loc[measure, "value"] < 1e-3, measure  # w is exact; v tilts by O(||C|| / gap)
+
+
+def test_mnist_skew_rows_need_their_columns(gaussian):
+    r = _tables(gaussian)
+    old = r.diagnostics.drop(columns=[c for c in r.diagnostics if c.startswith("skew_") and "_w_" in c
+                                      or c.startswith("skew_rel")])
+    table = claims_table(RunTables(**{**r.__dict__, "diagnostics": old})).set_index("id")
+    for measure in ("non_conservative_within_w", "non_conservative_within_relative"):
+        assert table.loc[measure, "verdict"] == NOT_MEASURABLE and "lacks" in table.loc[measure, "detail"]
+    assert table.loc["non_conservative_within", "verdict"] == FAILS
+
+
+def _toy_control_summary(kind: str) -> pd.DataFrame:
+    import copy
+
+    import yaml
+
+    from conftest import ROOT
+    from score_geometry.toy import analyse_toy_controls
+
+    cfg = copy.deepcopy(yaml.safe_load((ROOT / "config.yaml").read_text())["toy"])
+    cfg.update(n_points=9, times=[0.05, 0.3])
+    summary = analyse_toy_controls(cfg, {"beta_min": 0.1, "beta_max": 20.0})
+    return summary[summary["control"] == kind].drop(columns="control")
+
+
+@pytest.mark.parametrize("kind, expected", [("tangent_rotation", HOLDS), ("tangent_normal_skew", FAILS),
+                                            ("exact", FAILS)])
+def test_toy_rows_on_the_controls(gaussian, kind, expected):
+    """The toy rows judge the three toy controls as their construction says: a rotation within the tangent plane
+    holds under every measure; a tangent-normal skew and the exact (conservative) score fail."""
+    r = RunTables(**{**_tables(gaussian).__dict__, "toy": _toy_control_summary(kind)})
+    table = claims_table(r).set_index("id")
+    for claim_id in ("toy_tangent_skew", "toy_tangent_skew_relative", "toy_tangent_curl"):
+        assert table.loc[claim_id, "verdict"] == expected, (claim_id, table.loc[claim_id, "detail"])
+    if kind == "exact":
+        assert table.loc["toy_tangent_curl", "note"].startswith("the field is conservative")
+
+
+def test_toy_rows_on_an_old_summary(gaussian):
+    old = pd.DataFrame({"t": [0.05, 0.3], "tangent_share_median": [0.6, 0.7]})
+    table = claims_table(RunTables(**{**_tables(gaussian).__dict__, "toy": old})).set_index("id")
+    assert table.loc["toy_tangent_skew", "verdict"] == HOLDS
+    for claim_id in ("toy_tangent_skew_relative", "toy_tangent_curl"):
+        assert table.loc[claim_id, "verdict"] == NOT_MEASURABLE and "rerun" in table.loc[claim_id, "detail"]

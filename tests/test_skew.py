@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from score_geometry.jacobian import batch_jacobian
-from score_geometry.skew import curl_from_jacobian, skew_shares, tangent_normal_basis
+from score_geometry.skew import (block_ratio, curl_from_jacobian, isotropic_shares, skew_shares, tangent_curl,
+                                 tangent_normal_basis)
 from score_geometry.spectra import analyse_jacobian
 
 
@@ -109,3 +110,155 @@ def test_bad_inputs_raise_with_the_fix():
         skew_shares(np.zeros((3, 3)), np.eye(3), 2)
     with pytest.raises(ValueError, match="non-zero"):
         tangent_normal_basis(np.zeros((1, 3)))
+
+
+# --- measures (b) and (c), and the controls of docs/nonconservative.md ----------------------------------------
+
+def normal_push(x: torch.Tensor, axis=(0.2, 0.9, -0.4), rate: float = 0.7) -> torch.Tensor:
+    """rate (b . x) x / |x|: a normal push varying along the spheres; its curl, rate (b x x) / |x|, is tangent."""
+    b = torch.as_tensor(axis, dtype=x.dtype)
+    return rate * (x @ b)[:, None] * x / torch.linalg.vector_norm(x, dim=1, keepdim=True)
+
+
+def test_relative_block_asymmetry_of_a_conservative_field_is_zero():
+    x = _points()
+    out = skew_shares(batch_jacobian(grad_potential, x), _sphere_basis(x), 2)
+    for key in ("rel_inside", "rel_cross", "rel_outside"):
+        np.testing.assert_allclose(out[key], 0.0, atol=1e-14)
+    assert np.all(np.isnan(out["rel_ratio"]))  # no asymmetric block: undefined, like the shares
+    tc = tangent_curl(batch_jacobian(grad_potential, x), x.numpy())
+    np.testing.assert_allclose(tc["rel_jac"], 0.0, atol=1e-14)
+    assert np.all(np.isnan(tc["rel_curl"]))
+
+
+def test_relative_block_asymmetry_closed_form():
+    # Plane z = 0, J = diag(lam) + rotation about e_z: the tangent block is [[l1, -c], [c, l2]], so
+    # ||PHP|| / ||PJP|| = sqrt(2) c / sqrt(l1^2 + l2^2 + 2 c^2); the cross blocks are zero in J: NaN.
+    lam, c = np.array([-0.5, -2.0, -100.0]), 1.5
+    J = np.diag(lam)[None] + np.array([[0.0, -c, 0.0], [c, 0.0, 0.0], [0.0, 0.0, 0.0]])[None]
+    out = skew_shares(J, np.eye(3), 2)
+    assert out["rel_inside"][0] == pytest.approx(np.sqrt(2) * c / np.sqrt(0.25 + 4 + 2 * c**2), rel=1e-12)
+    assert np.isnan(out["rel_cross"][0]) and out["rel_outside"][0] == 0.0
+    assert out["rel_ratio"][0] == np.inf  # only the tangent block is asymmetric
+    # The absolute share is 1 and the fraction of ||J||^2 tiny: the normal block's 1/sigma^2 dominates ||J||.
+    assert out["share_inside"][0] == pytest.approx(1.0) and out["frac_inside"][0] < 1e-3
+    # A purely skew block has relative asymmetry 1.
+    assert skew_shares(np.array([[[0.0, -1.0, 0], [1.0, 0, 0], [0, 0, -5.0]]]), np.eye(3), 2)["rel_inside"][0] == 1
+
+
+def test_block_ratio_edge_cases():
+    r = block_ratio([1.0, 0.0, 1.0, np.nan, 2.0], [0.0, 0.0, np.nan, 1.0, 1.0], [0.0, 0.0, np.nan, 1.0, np.nan])
+    assert r[0] == np.inf and np.isnan(r[1]) and np.isnan(r[2]) and np.isnan(r[3]) and r[4] == 2.0
+
+
+def test_isotropic_shares_count_entries():
+    assert isotropic_shares(2, 3) == pytest.approx({"inside": 1 / 3, "cross": 2 / 3, "outside": 0.0})
+    iso = isotropic_shares(40, 784)
+    assert sum(iso.values()) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="0 <= k <= D"):
+        isotropic_shares(5, 3)
+
+
+def _fd_tangent_curl(g, x: torch.Tensor, h: float = 1e-5) -> np.ndarray:
+    """n . curl(P g) by central differences of the projected field P(x) g(x), P = I - n n^T, n = x / |x| (N,)."""
+    def projected(z):
+        n = z / torch.linalg.vector_norm(z, dim=1, keepdim=True)
+        gz = g(z)
+        return gz - (gz * n).sum(1, keepdim=True) * n
+
+    D = torch.stack([(projected(x + h * e) - projected(x - h * e)) / (2 * h)
+                     for e in torch.eye(3, dtype=x.dtype)], dim=2)  # D[:, i, j] = d(Pg)_i / dx_j
+    curl = torch.stack([D[:, 2, 1] - D[:, 1, 2], D[:, 0, 2] - D[:, 2, 0], D[:, 1, 0] - D[:, 0, 1]], dim=1)
+    n = x / torch.linalg.vector_norm(x, dim=1, keepdim=True)
+    return (curl * n).sum(1).numpy()
+
+
+def test_tangent_curl_is_the_curl_of_the_projected_field():
+    # A generic non-conservative field: both a tangential and a cross part on the spheres.
+    def g(z):
+        return grad_potential(z) + rotation_about([0.3, -0.2, 1.0], z) + normal_push(z)
+
+    x = _points() + torch.tensor([0.0, 0.0, 0.2], dtype=torch.float64)
+    J = batch_jacobian(g, x)
+    out = tangent_curl(J, x.numpy())
+    np.testing.assert_allclose(out["curl_normal"], _fd_tangent_curl(g, x), atol=1e-7)
+    # In R^3 (c) is a function of (a)'s tangent block: |n.curl| / |curl| = sqrt(tangent share), and
+    # |n.curl| / ||J|| = sqrt(2 x tangent fraction of ||J||^2).
+    shares = skew_shares(J, _sphere_basis(x), 2)
+    np.testing.assert_allclose(out["rel_curl"] ** 2, shares["share_inside"], atol=1e-12)
+    np.testing.assert_allclose(out["rel_jac"] ** 2, 2 * shares["frac_inside"], atol=1e-12)
+    # The normal push alone rotates only across the spheres: no tangent curl, all of H in the cross blocks.
+    J = batch_jacobian(lambda z: grad_potential(z) + normal_push(z), x)
+    np.testing.assert_allclose(tangent_curl(J, x.numpy())["curl_normal"], 0.0, atol=1e-13)
+    cross = skew_shares(J, _sphere_basis(x), 2)
+    np.testing.assert_allclose(cross["share_cross"], 1.0, atol=1e-12)
+    np.testing.assert_allclose(cross["rel_inside"], 0.0, atol=1e-13)
+    np.testing.assert_allclose(cross["rel_ratio"], 0.0, atol=1e-12)
+
+
+# --- the MNIST-dimension control: random 784 x 784 Jacobians with a known on-manifold subspace ------------------
+
+D_MNIST, K_ON, SIGMA = 784, 40, 0.1
+
+
+@pytest.fixture(scope="module")
+def known_subspace():
+    """A symmetric 'score Jacobian' U diag(lam) U^T with a known k-dim on-manifold subspace P = U[:, :k]
+    (|lam| in [0.5, 5], far above the (1 + kappa) sigma^2 threshold's 1/s) and -1/sigma^2 off it."""
+    rng = np.random.default_rng(7)
+    U, _ = np.linalg.qr(rng.standard_normal((D_MNIST, D_MNIST)))
+    lam = np.concatenate([-rng.uniform(0.5, 5.0, K_ON), np.full(D_MNIST - K_ON, -1 / SIGMA**2)])
+    return rng, U, U @ np.diag(lam) @ U.T, lam
+
+
+def test_mnist_dimension_skew_inside_the_known_subspace(known_subspace):
+    rng, U, sym, lam = known_subspace
+    P = U[:, :K_ON]
+    G = rng.standard_normal((K_ON, K_ON))
+    S = (G - G.T) / np.sqrt(2 * K_ON)
+    J = sym + P @ S @ P.T
+    known = skew_shares(J[None], U, K_ON)
+    assert known["share_inside"][0] == pytest.approx(1.0, abs=1e-12)
+    assert np.isnan(known["rel_cross"][0])  # J has no cross blocks (to round-off): undefined, not 0/0 noise
+    assert known["rel_outside"][0] == pytest.approx(0.0, abs=1e-12)
+    assert known["rel_ratio"][0] > 1e10  # only round-off in the off-manifold block
+    # ||P^T J P||^2 = ||diag(lam_P)||^2 + ||S||^2 (a symmetric and a skew matrix are orthogonal)
+    expected = np.linalg.norm(S) / np.sqrt(np.sum(lam[:K_ON] ** 2) + np.linalg.norm(S) ** 2)
+    assert known["rel_inside"][0] == pytest.approx(expected, rel=1e-10)
+    # The estimated subspaces (right singular vectors v and eigenvectors w of J~) are exactly P here.
+    spec = analyse_jacobian(J, SIGMA, 0.1)
+    assert spec.local_dim == K_ON
+    assert spec.skew_share_inside == pytest.approx(1.0, abs=1e-9)
+    assert spec.skew_share_w_inside == pytest.approx(1.0, abs=1e-9)
+    assert spec.skew_rel_inside == pytest.approx(expected, rel=1e-8)
+    assert spec.skew_rel_w_inside == pytest.approx(expected, rel=1e-8)
+    assert spec.skew_rel_ratio > 1e6 and spec.skew_rel_ratio_w > 1e6
+    assert set(spec.skew_fields) >= {"skew_share_inside", "skew_rel_ratio", "skew_share_w_cross", "skew_rel_w_outside"}
+
+
+def test_mnist_dimension_skew_across_the_known_subspace(known_subspace):
+    rng, U, sym, _ = known_subspace
+    P, Q = U[:, :K_ON], U[:, K_ON:]
+    C = 0.05 * rng.standard_normal((K_ON, D_MNIST - K_ON)) / np.sqrt(D_MNIST)
+    J = sym + P @ C @ Q.T - Q @ C.T @ P.T
+    known = skew_shares(J[None], U, K_ON)
+    assert known["share_cross"][0] == pytest.approx(1.0, abs=1e-12)
+    assert known["rel_inside"][0] == pytest.approx(0.0, abs=1e-12) and known["rel_ratio"][0] == pytest.approx(0.0)
+    assert known["rel_cross"][0] == pytest.approx(1.0, abs=1e-12)  # the cross blocks of J are purely skew
+    spec = analyse_jacobian(J, SIGMA, 0.1)
+    assert spec.local_dim == K_ON
+    # w: J~ is the symmetric part exactly, so its first r_t eigenvectors are P and the split is exact.
+    assert spec.skew_share_w_cross == pytest.approx(1.0, abs=1e-9)
+    assert spec.skew_rel_ratio_w == pytest.approx(0.0, abs=1e-9)
+    # v: the skew part tilts the singular subspace by O(||C|| / gap); the split is close.
+    assert spec.skew_share_cross == pytest.approx(1.0, abs=1e-3)
+    assert spec.skew_rel_ratio < 0.05
+
+
+def test_mnist_dimension_isotropic_skew(known_subspace):
+    rng, U, sym, _ = known_subspace
+    G = rng.standard_normal((D_MNIST, D_MNIST))
+    out = skew_shares((sym + 0.01 * (G - G.T))[None], U, K_ON)
+    iso = isotropic_shares(K_ON, D_MNIST)
+    for block, rtol in (("inside", 0.2), ("cross", 0.03), ("outside", 0.01)):
+        assert out[f"share_{block}"][0] == pytest.approx(iso[block], rel=rtol), block

@@ -17,8 +17,9 @@ from score_geometry.jacobian import batch_jacobian
 from score_geometry.mlp import MLPScoreNet
 from score_geometry.sde import VPSDE
 from score_geometry.skew import skew_shares, tangent_normal_basis
-from score_geometry.toy import (SphereVMFMixture, analyse_toy_model, fit_toy_model, toy_train_config,
-                                training_section)
+from score_geometry.toy import (CONTROLS, SphereVMFMixture, analyse_toy_controls, analyse_toy_field,
+                                analyse_toy_model, control_score_fn, fit_toy_model, injected_curl_normal,
+                                toy_train_config, training_section)
 from score_geometry.train import build_model, load_ema_model
 
 TOY = yaml.safe_load((ROOT / "config.yaml").read_text())["toy"]
@@ -167,6 +168,74 @@ def test_analysis_tables_and_field(tmp_path):
     assert field["density"].shape == (field["theta"].size, field["phi"].size)
 
 
+# --- controls: the exact score plus a known skew part, through the learned model's analysis --------------------
+
+AXIS, STRENGTH = (0.48, -0.6, 0.64), 0.8
+
+
+@pytest.fixture(scope="module")
+def controls(surface):
+    cfg, sde = small_toy(), VPSDE(**SDE)
+    return {kind: analyse_toy_field(control_score_fn(surface, sde, kind, axis=AXIS, strength=STRENGTH), surface,
+                                    cfg, sde) for kind in CONTROLS}
+
+
+def test_control_exact_score_has_every_skew_measure_zero_or_undefined(controls):
+    d = controls["exact"]
+    tiny = 1e-10 * d["jac_norm"]
+    # (a) shares of ||H||^2 are undefined (NaN) where H = 0; the fractions of ||J||^2 are 0.
+    assert d[["tangent_share", "cross_share", "normal_share"]].isna().all().all()
+    assert (d["tangent_frac"] < 1e-20).all() and (d["normal_frac"] < 1e-20).all()
+    # (b) every block is symmetric: relative asymmetry 0, their ratio undefined.
+    assert (d[["rel_tangent", "rel_cross", "rel_outside"]].max(axis=1) < 1e-10).all()
+    assert d["rel_ratio"].isna().all()
+    # (c) no curl at all.
+    assert (d["curl_normal"].abs() <= tiny).all() and d["curl_tangent_rel_curl"].isna().all()
+    assert (d["curl_tangent_rel_jac"] < 1e-10).all()
+    assert (d["score_rel_err"] == 0).all()
+
+
+def test_control_rotation_within_the_tangent_plane(controls):
+    d = controls["tangent_rotation"]
+    # (a) all of ||H||^2 in the tangent-tangent block.
+    np.testing.assert_allclose(d["tangent_share"], 1.0, atol=1e-9)
+    np.testing.assert_allclose(d["cross_share"], 0.0, atol=1e-9)
+    # (b) the blocks with the normal stay symmetric (to round-off); the tangent block does not.
+    assert (d["rel_cross"] < 1e-9).all() and (d["rel_outside"] < 1e-12).all()
+    assert (d["rel_tangent"] > 1e-4).all()
+    assert (d["rel_ratio"] > 1e5).all()
+    # (c) the tangent curl is the injected 2 c (a . n) / |x|^2, all of the curl.
+    injected = injected_curl_normal("tangent_rotation", d[["x", "y", "z"]].to_numpy(), AXIS, STRENGTH)
+    np.testing.assert_allclose(d["curl_normal"], injected, rtol=1e-8, atol=1e-10 * d["jac_norm"].max())
+    np.testing.assert_allclose(d["curl_tangent_rel_curl"], 1.0, atol=1e-9)
+    np.testing.assert_allclose(d["curl_tangent_rel_jac"], np.abs(injected) / d["jac_norm"], rtol=1e-8)
+
+
+def test_control_tangent_normal_skew(controls):
+    d = controls["tangent_normal_skew"]
+    # (a) all of ||H||^2 in the cross blocks.
+    np.testing.assert_allclose(d["cross_share"], 1.0, atol=1e-9)
+    np.testing.assert_allclose(d["tangent_share"], 0.0, atol=1e-9)
+    # (b) the tangent block is symmetric, the cross blocks are not: ratio 0.
+    assert (d["rel_tangent"] < 1e-9).all() and (d["rel_cross"] > 1e-4).all()
+    np.testing.assert_allclose(d["rel_ratio"], 0.0, atol=1e-8)
+    # (c) the curl lies in the tangent plane: no rotation of the tangential flow.
+    np.testing.assert_allclose(d["curl_normal"], 0.0, atol=1e-10 * d["jac_norm"].max())
+    np.testing.assert_allclose(d["curl_tangent_rel_curl"], 0.0, atol=1e-9)
+
+
+def test_control_summaries(surface):
+    cfg = small_toy()
+    summary = analyse_toy_controls(cfg, SDE, axis=AXIS, strength=STRENGTH).set_index(["control", "t"])
+    assert sorted(summary.index.get_level_values(0).unique()) == sorted(CONTROLS)
+    assert (summary["curl_normal_max_err"] < 1e-8).all()
+    assert summary.loc["tangent_rotation", "tangent_share_median"].to_numpy() == pytest.approx(1.0)
+    assert summary.loc["tangent_normal_skew", "cross_share_median"].to_numpy() == pytest.approx(1.0)
+    assert summary.loc["exact", "tangent_share_median"].isna().all()
+    with pytest.raises(ValueError, match="control must be one of"):
+        control_score_fn(surface, VPSDE(**SDE), "vortex")
+
+
 # --- figures --------------------------------------------------------------------------------------------
 
 def test_figures_draw(tmp_path):
@@ -185,6 +254,23 @@ def test_figures_draw(tmp_path):
     diag.loc[0, ["skew_share_inside", "skew_share_cross", "skew_share_outside"]] = np.nan  # a symmetric J
     io.save_figure(skew_shares_figure(diag), [tmp_path / "skew.png"], dpi=50)
     assert (tmp_path / "fig1.png").stat().st_size > 1000 and (tmp_path / "skew.png").stat().st_size > 1000
+
+
+def test_skew_shares_figure_draws_the_relative_measures(tmp_path):
+    from score_geometry.plots_toy import skew_shares_figure
+
+    rng = np.random.default_rng(1)
+    diag = pd.DataFrame({"image": np.tile(np.arange(4), 3), "t": np.repeat([0.01, 0.05, 0.3], 4),
+                         "local_dim": rng.integers(10, 200, 12)})
+    raw = rng.random((12, 3))
+    diag[["skew_share_inside", "skew_share_cross", "skew_share_outside"]] = raw / raw.sum(1, keepdims=True)
+    diag["skew_share_w_inside"] = rng.random(12)
+    diag["skew_rel_ratio"], diag["skew_rel_ratio_w"] = rng.random(12) * 5, rng.random(12) * 5
+    diag.loc[1, "skew_rel_ratio"] = np.inf  # only the on-manifold block asymmetric
+    fig = skew_shares_figure(diag)
+    assert len(fig.axes) == 2
+    io.save_figure(fig, [tmp_path / "skew.png"], dpi=50)
+    assert (tmp_path / "skew.png").stat().st_size > 1000
 
 
 # --- the toy rules end-to-end -----------------------------------------------------------------------------

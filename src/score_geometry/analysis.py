@@ -89,8 +89,7 @@ def analyse_spectrum_tables(spec: Spectrum, *, run: str, image: int, label: int,
     r = spec.local_dim
     mean_phi_at_r = {f"Phi_{p}_at_r": float(phis[p][r - 1]) if r > 0 else float("nan") for p in PAIRS}
     diag = pd.DataFrame([{**keys, "kappa": spec.kappa, "local_dim": r, "asymmetry": spec.asymmetry,
-                          "skew_share_inside": spec.skew_share_inside, "skew_share_outside": spec.skew_share_outside,
-                          "skew_share_cross": spec.skew_share_cross, "trace": spec.trace,
+                          **spec.skew_fields, "trace": spec.trace,
                           "trace_diff": spec.trace_diff, "denoiser_min": spec.denoiser_min,
                           "denoiser_frac_negative": spec.denoiser_frac_negative,
                           "denoiser_frac_above_one": spec.denoiser_frac_above_one,

@@ -18,7 +18,8 @@ import pandas as pd
 
 from .analysis import FEATURE_NAMES
 
-__all__ = ["RunTables", "CLAIMS", "claims_table", "claims_markdown", "vae_converged", "CALIBRATION_BAND"]
+__all__ = ["RunTables", "CLAIMS", "claims_table", "claims_markdown", "vae_converged", "CALIBRATION_BAND",
+           "RELATIVE_RATIO"]
 
 HOLDS, FAILS, NOT_MEASURABLE = "holds", "fails", "not measurable here"
 CALIBRATION_BAND = (0.95, 1.10)
@@ -209,24 +210,65 @@ def _denoiser_psd(r: RunTables) -> Result:
     return Result(float(ok.mean()), "share " + _per_t(share, "{:.2f}"), HOLDS if ok.mean() >= 0.95 else FAILS)
 
 
-def _non_conservative_within(r: RunTables) -> Result:
-    d = r.diagnostics
-    asym = d.groupby("t")["asymmetry"].median()
-    inside = d.groupby("t")["skew_share_inside"].median()
-    iso = ((d["local_dim"] / int(r.spectra["rank"].max())) ** 2).groupby(d["t"]).median()
-    detail = "; ".join(f"t={t:g}: {inside[t]:.2f} (isotropic {iso[t]:.3f}, asymmetry {asym[t]:.2g})"
-                       for t in inside.index)
-    if (asym < 1e-6).all():
-        return Result(0.0, detail, FAILS, "the field is conservative (J symmetric)")
-    return Result(float(inside.min()), detail, _all(inside, lambda v: v >= 0.5))
+# --- where the field is non-conservative (docs/nonconservative.md): three measures, two surfaces ------------
+
+#: (b)'s threshold: the on-manifold block at least this many times as asymmetric, for its size, as any block
+#: that involves the off-manifold directions (1 = all blocks equally asymmetric).
+RELATIVE_RATIO = 2.0
 
 
-def _toy_tangent(r: RunTables) -> Result:
-    if r.toy is None:
-        return Result(float("nan"), "no toy run", NOT_MEASURABLE)
-    med = r.toy.set_index("t")["tangent_share_median"]
-    return Result(float(med.min()), "median " + _per_t(med, "{:.3f}") + " (isotropic 1/3)",
-                  _all(med, lambda v: v >= 0.5))
+def _missing(table: pd.DataFrame, columns: tuple[str, ...], where: str) -> str | None:
+    lacking = [c for c in columns if c not in table.columns]
+    return f"{where} lacks {', '.join(lacking)} (written by a newer analysis)" if lacking else None
+
+
+def _at_least(values: pd.Series, threshold: float) -> str:
+    """HOLDS when every value is >= threshold (+inf included: a block ratio with nothing to divide by)."""
+    v = values.to_numpy(dtype=float)
+    return HOLDS if len(v) and not np.isnan(v).any() and (v >= threshold).all() else FAILS
+
+
+def _mnist_skew(column: str, threshold: float, iso: bool) -> Callable[[RunTables], Result]:
+    """A row judged on the median over Jacobians of diagnostics[column] per t, >= threshold at every t."""
+    def compute(r: RunTables) -> Result:
+        d = r.diagnostics
+        lacking = _missing(d, (column,), "diagnostics")
+        if lacking:
+            return Result(float("nan"), lacking, NOT_MEASURABLE)
+        asym = d.groupby("t")["asymmetry"].median()
+        med = d.groupby("t")[column].median()
+        ref = ((d["local_dim"] / int(r.spectra["rank"].max())) ** 2).groupby(d["t"]).median()
+        detail = "; ".join(f"t={t:g}: {med[t]:.3g} (" + (f"isotropic {ref[t]:.3f}, " if iso else "")
+                           + f"asymmetry {asym[t]:.2g})" for t in med.index)
+        if (asym < 1e-6).all():
+            return Result(0.0, detail, FAILS, "the field is conservative (J symmetric)")
+        return Result(float(med.min()), detail, _at_least(med, threshold))
+    return compute
+
+
+def _toy_skew(column: str, threshold: float, reference: str, extra: tuple[str, str] | None = None
+              ) -> Callable[[RunTables], Result]:
+    """A toy row judged on toy/summary.csv's per-t median `column`, >= threshold at every t; `extra` = (column,
+    label) of a second statistic shown in the detail only."""
+    def compute(r: RunTables) -> Result:
+        if r.toy is None:
+            return Result(float("nan"), "no toy run", NOT_MEASURABLE)
+        lacking = _missing(r.toy, (column,) + ((extra[0],) if extra else ()), "toy/summary.csv")
+        if lacking:
+            return Result(float("nan"), lacking + ": rerun analyse_toy", NOT_MEASURABLE)
+        toy = r.toy.set_index("t")
+        med = toy[column]
+        detail = "median " + _per_t(med, "{:.3g}") + f" ({reference})"
+        if extra:
+            detail += f"; {extra[1]} " + _per_t(toy[extra[0]], "{:.2g}")
+        if "asymmetry_median" in toy and (toy["asymmetry_median"] < 1e-6).all():
+            return Result(0.0, detail, FAILS, "the field is conservative (J symmetric)")
+        return Result(float(med.min()), detail, _at_least(med, threshold))
+    return compute
+
+
+_non_conservative_within = _mnist_skew("skew_share_inside", 0.5, iso=True)
+_toy_tangent = _toy_skew("tangent_share_median", 0.5, "isotropic 1/3")
 
 
 def vae_converged(records: list[dict], *, min_epochs: int = 10, window: int = 5) -> tuple[bool, str]:
@@ -297,11 +339,34 @@ CLAIMS: tuple[Claim, ...] = (
     Claim("denoiser_psd", "App. C", "I + σ_t²J̃ is positive semi-definite (the denoiser's Jacobian)",
           "share of Jacobians with no eigenvalue of I + σ_t²J̃ below −κ", "share ≥ 0.95", False, _denoiser_psd),
     Claim("non_conservative_within", "§3.3, §4", "the field is non-conservative within the manifold",
-          "median share of ‖H‖², H = (J − Jᵀ)/2, inside the first r_t right singular directions",
+          "(a) median share of ‖H‖², H = (J − Jᵀ)/2, inside the first r_t right singular directions",
           "≥ 0.5 at every t (isotropic H: (r_t/D)²)", True, _non_conservative_within),
+    Claim("non_conservative_within_w", "§3.3, §4", "the field is non-conservative within the manifold",
+          "(a) median share of ‖H‖² inside the first r_t eigenvectors w of J̃ (smallest |eigenvalue|)",
+          "≥ 0.5 at every t (isotropic H: (r_t/D)²)", True, _mnist_skew("skew_share_w_inside", 0.5, iso=True)),
+    Claim("non_conservative_within_relative", "§3.3, §4", "the field is non-conservative within the manifold "
+          "and close to conservative off it", "(b) median over Jacobians of ρ = (‖PHP‖/‖PJP‖) / max(cross, "
+          "off-manifold block's ‖block(H)‖/‖block(J)‖), P = first r_t right singular directions",
+          f"ρ ≥ {RELATIVE_RATIO:g} at every t (equally asymmetric blocks: 1)", True,
+          _mnist_skew("skew_rel_ratio", RELATIVE_RATIO, iso=False)),
+    Claim("non_conservative_within_relative_w", "§3.3, §4", "the field is non-conservative within the manifold "
+          "and close to conservative off it", "(b) the same ρ with P = first r_t eigenvectors w of J̃",
+          f"ρ ≥ {RELATIVE_RATIO:g} at every t (equally asymmetric blocks: 1)", True,
+          _mnist_skew("skew_rel_ratio_w", RELATIVE_RATIO, iso=False)),
     Claim("toy_tangent_skew", "Fig. 1", "on the toy surface the skew part acts within the tangent plane",
-          "median share of ‖H‖² in the tangent–tangent block", "≥ 0.5 at every t (isotropic: 1/3)", False,
+          "(a) median share of ‖H‖² in the tangent–tangent block", "≥ 0.5 at every t (isotropic: 1/3)", False,
           _toy_tangent),
+    Claim("toy_tangent_skew_relative", "Fig. 1", "on the toy surface the field is non-conservative along the "
+          "surface and close to conservative across it", "(b) median over points of ‖PᵀHP‖/‖PᵀJP‖ over the "
+          "cross blocks' ‖H‖/‖J‖ (the 1×1 normal block has no skew part)",
+          f"≥ {RELATIVE_RATIO:g} at every t (equally asymmetric blocks: 1)", False,
+          _toy_skew("rel_ratio_median", RELATIVE_RATIO, "equal: 1")),
+    Claim("toy_tangent_curl", "Fig. 1", "on the toy surface the learned field's tangential part circulates (the "
+          "curl of Fig. 1's right panels) more than the field rotates across the surface",
+          "(c) median over points of |n·curl g| / |curl g|, n·curl g = the curl of the tangential part on the "
+          "sphere", "≥ 1/√2 at every t (isotropic: median 1/2)", False,
+          _toy_skew("curl_tangent_rel_curl_median", 2**-0.5, "isotropic 0.5",
+                    ("curl_tangent_rel_jac_median", "|n·curl g|/‖J‖_F"))),
     Claim("vae_below_r_t", "App. B", "a VAE's local dimension is far below the score model's r_t",
           "median VAE count (clean, held-out digits) / median r_t at the smallest t; only for a converged VAE",
           "≤ 0.5", True, _vae_below),

@@ -8,6 +8,7 @@ cross-field constraints a schema cannot express.
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 
@@ -99,6 +100,20 @@ def check_config(config: Mapping[str, Any]) -> None:
             f"config key sample.t_end={t_end} must not exceed the smallest recorded time "
             f"sample.times[0]={times[0]}"
         )
+    model = config["model"]
+    if model["source"] != "train":
+        path = model["path"]
+        if not path:
+            raise ConfigError(f"config key model.path: required when model.source is {model['source']}")
+        if model["source"] == "callable":
+            target, sep, attr = str(path).rpartition(":")
+            if not sep or not target or not attr:
+                raise ConfigError(f"config key model.path={path!r}: expected 'package.module:function' or "
+                                  "'file.py:function' for model.source callable")
+            if target.endswith(".py") and not Path(target).is_file():
+                raise ConfigError(f"config key model.path={path!r}: no such file {target}")
+        elif not Path(path).exists():
+            raise ConfigError(f"config key model.path={path!r}: no such {'directory' if model['source'] == 'diffusers' else 'file'}")
     sde = config["sde"]
     if sde["beta_min"] >= sde["beta_max"]:
         raise ConfigError(f"config keys sde.beta_min={sde['beta_min']} must be < sde.beta_max={sde['beta_max']}")

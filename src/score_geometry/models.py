@@ -1,9 +1,10 @@
-"""The score model behind a checkpoint: the trained U-Net (EMA weights) or a closed-form oracle.
+"""Building the run's score model (the `train_model` rule): train the U-Net, fit the Gaussian oracle, or
+point to an external model; and the score function of a model reference.
 
-Checkpoints written by the `train_model` rule carry ``kind``: ``unet`` (trained network) or
-``gaussian_oracle`` (a Gaussian on the top principal subspace of the training images, whose noisy score
-and Jacobian are known exactly). Everything downstream — sampling, Jacobians, calibration — goes through
-`score_fn_from_checkpoint`, so the oracle runs through the same rules as the network.
+Model references (``model/model.pt``) carry ``kind``: ``unet`` (trained network), ``gaussian_oracle`` (a
+Gaussian on the top principal subspace of the training images, whose noisy score and Jacobian are known
+exactly) or an external kind (`score_models.EXTERNAL_KINDS`). Everything downstream — sampling, Jacobians,
+calibration — goes through `score_models.load_score_model`, so every kind runs through the same rules.
 """
 
 from __future__ import annotations
@@ -13,12 +14,11 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from .oracle import GaussianSubspaceOracle
-from .score import ScoreFn, make_score_fn
+from .score import ScoreFn
+from .score_models import LOADERS, check_score_model, external_reference, load_score_model
 from .sde import VPSDE
-from .train import load_ema_model
 
-KINDS = ("unet", "gaussian_oracle")
+KINDS = tuple(LOADERS)
 
 
 def pca_oracle_checkpoint(images: torch.Tensor, cfg: Mapping[str, Any]) -> dict[str, Any]:
@@ -44,21 +44,9 @@ def pca_oracle_checkpoint(images: torch.Tensor, cfg: Mapping[str, Any]) -> dict[
 def score_fn_from_checkpoint(checkpoint: Mapping[str, Any], *, device: torch.device | str = "cpu",
                              dtype: torch.dtype = torch.float32,
                              memory_format: torch.memory_format = torch.contiguous_format) -> ScoreFn:
-    """g(x, t): x (B, 1, 28, 28), t (B,) -> (B, 1, 28, 28), computed in `dtype` on `device`.
-
-    `memory_format` is the network's parameter layout (`torch.channels_last` makes CPU Jacobians faster,
-    see `jacobian.preferred_memory_format`); the function computed is the same.
-    """
-    cfg = checkpoint["config"]
-    kind = checkpoint.get("kind", "unet")
-    if kind == "gaussian_oracle":
-        st = checkpoint["state"]
-        oracle = GaussianSubspaceOracle(st["mu"], st["basis"], st["variances"], **cfg["sde"]).to(device)
-        return lambda x, t: oracle(x, t)
-    if kind == "unet":
-        model = load_ema_model(checkpoint, device=device).to(dtype=dtype, memory_format=memory_format)
-        return make_score_fn(model, VPSDE(**cfg["sde"]), cfg["model"]["parameterisation"])
-    raise ValueError(f"checkpoint kind must be one of {KINDS}, got {kind!r}")
+    """g(x, t): x (B, *image_shape), t (B,) -> (B, *image_shape), computed in `dtype` on `device`
+    (`score_models.load_score_model(...).score`)."""
+    return load_score_model(checkpoint, device=device, dtype=dtype, memory_format=memory_format).score
 
 
 def expected_local_dim(checkpoint: Mapping[str, Any], t: float, *, kappa: float) -> int | None:
@@ -73,14 +61,22 @@ def expected_local_dim(checkpoint: Mapping[str, Any], t: float, *, kappa: float)
 
 def fit_score_model(images: torch.Tensor, cfg: Mapping[str, Any], *, checkpoint_path, metrics_path,
                     device: torch.device | str = "cpu", threads: int = 1) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Train the U-Net (resumably) or build the oracle, per ``model.score_model``.
+    """Train the U-Net (resumably) or build the oracle, per ``model.score_model``; or, when ``model.source`` is
+    not ``train``, write the reference to the external model (checked to load and to serve this data).
 
     Returns:
-        The final checkpoint dict and the training-options dict to dump beside it.
+        The final checkpoint (model reference) dict and the training-options dict to dump beside it.
     """
     from . import io
     from .train import final_checkpoint, train_model, training_options
 
+    if cfg["model"].get("source", "train") != "train":
+        ref = external_reference(cfg, tuple(images.shape[1:]))
+        model = load_score_model(ref, device=device)
+        checks = check_score_model(model, tuple(images.shape[1:]))
+        io.append_jsonl(metrics_path, {"step": 0, "source": ref["kind"], **checks})
+        return ref, {**dict(cfg), "score_model": ref["kind"], "final_step": 0, "device": str(device),
+                     "parameterisation_read": model.parameterisation, **checks}
     kind = cfg["model"]["score_model"]
     if kind == "gaussian_oracle":
         ckpt = pca_oracle_checkpoint(images, cfg)

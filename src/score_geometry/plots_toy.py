@@ -134,6 +134,9 @@ def skew_shares_figure(diagnostics: "pd.DataFrame", *, dim: int = 784) -> plt.Fi
     """Where the MNIST score Jacobians' skew part lies against t: shares of ||H||_F^2 inside the span of the
     first r_t right singular vectors (on-manifold), in the cross blocks and outside (median and IQR over
     images), with the shares an isotropic H would have, (r_t/D)^2, 2 (r_t/D)(1 - r_t/D), (1 - r_t/D)^2, dashed.
+    Where the diagnostics carry the measures of docs/nonconservative.md (``skew_share_w_inside``,
+    ``skew_rel_ratio``, ``skew_rel_ratio_w``), the on-manifold share with the eigenvectors w is added (dotted)
+    and a second panel shows the relative-asymmetry ratio rho for both subspace estimates.
 
     Args:
         diagnostics: the diagnostics table (t, local_dim, skew_share_inside/cross/outside per image).
@@ -142,16 +145,35 @@ def skew_shares_figure(diagnostics: "pd.DataFrame", *, dim: int = 784) -> plt.Fi
     d = diagnostics.dropna(subset=["skew_share_inside"]).copy()
     q = d["local_dim"] / dim
     d["iso_inside"], d["iso_cross"], d["iso_outside"] = q**2, 2 * q * (1 - q), (1 - q) ** 2
-    fig, ax = plt.subplots(figsize=(4.6, 3.4))
+    relative = {"skew_share_w_inside", "skew_rel_ratio", "skew_rel_ratio_w"} <= set(d.columns)
+    fig, axes = plt.subplots(1, 2 if relative else 1, figsize=(9.4 if relative else 4.6, 3.4), squeeze=False)
+    ax = axes[0, 0]
     for part, colour, marker, label in (("inside", TANGENT, "o", "on-manifold block"),
                                         ("cross", CROSS, "D", "cross blocks"),
                                         ("outside", NORMAL, "s", "off-manifold block")):
         _band(ax, d, f"skew_share_{part}", colour, label, marker)
         iso = d.groupby("t")[f"iso_{part}"].median()
         ax.plot(iso.index, iso.to_numpy(), ls="--", lw=1, color=colour)
+    if relative:
+        w = d.groupby("t")["skew_share_w_inside"].median()
+        ax.plot(w.index, w.to_numpy(), ls=":", marker="o", mfc="none", lw=1.2, color=TANGENT,
+                label="on-manifold block, eigenvectors w")
     ax.plot([], [], ls="--", lw=1, color="0.4", label="isotropic $H$ (median $r_t$)")
     ax.set(xscale="log", ylim=(0, 1), xlabel="t", ylabel="share of $\\|H\\|_F^2$, $H = (J - J^\\top)/2$")
     ax.set_title(f"MNIST: skew part of the score Jacobian (n = {d['image'].nunique()} images)", fontsize=9)
     ax.legend(fontsize=7, loc="upper left", framealpha=0.9)
+    if relative:
+        ax = axes[0, 1]
+        for column, colour, marker, label in (("skew_rel_ratio", TANGENT, "o", "right singular vectors v"),
+                                              ("skew_rel_ratio_w", OKABE_ITO[1], "^", "eigenvectors w")):
+            finite = d.assign(**{column: d[column].clip(upper=1e6)})
+            _band(ax, finite, column, colour, label, marker)
+        ax.axhline(1.0, color="0.3", ls=":", lw=1)
+        ax.axhline(2.0, color="0.3", ls="--", lw=1)
+        ax.text(d["t"].max(), 2.1, "claim threshold", fontsize=7, color="0.3", ha="right")
+        ax.set(xscale="log", yscale="log", xlabel="t",
+               ylabel="$\\rho$: block $\\|H\\|/\\|J\\|$, on-manifold / largest other")
+        ax.set_title("relative asymmetry ratio (first $r_t$ directions)", fontsize=9)
+        ax.legend(fontsize=7, loc="best", framealpha=0.9)
     fig.tight_layout()
     return fig

@@ -109,25 +109,26 @@ def sample_sequences(score_fn: ScoreFn, sde: VPSDE, n_images: int, *, batch_size
 
 def sample_from_checkpoint(checkpoint: dict, sample_cfg: dict, *, device: torch.device | str = "cpu",
                            progress: bool = True) -> tuple[SampleResult, dict]:
-    """Sample sequences from a checkpoint's score model (EMA network or oracle) with the ``sample:`` config.
+    """Sample sequences from a model reference's score model (`score_models.load_score_model`: the EMA
+    network, the oracle or an external model) with the ``sample:`` config.
 
     Returns:
         The SampleResult and a dict of metadata (times, sigma, alpha, settings, config hash) for the HDF5 file.
     """
     from . import io
-    from .models import score_fn_from_checkpoint
+    from .score_models import load_score_model
 
     cfg = checkpoint["config"]
-    sde = VPSDE(**cfg["sde"])
-    score_fn = score_fn_from_checkpoint(checkpoint, device=device)
-    result = sample_sequences(score_fn, sde, sample_cfg["n_images"], batch_size=sample_cfg["batch_size"],
+    model = load_score_model(checkpoint, device=device)
+    sde = model.sde
+    result = sample_sequences(model.score, sde, sample_cfg["n_images"], batch_size=sample_cfg["batch_size"],
                               n_steps=sample_cfg["n_steps"], t_end=sample_cfg["t_end"],
                               record_times=sample_cfg["times"], seed=sample_cfg["seed"], device=device,
-                              progress=progress)
+                              image_shape=model.image_shape, progress=progress)
     t = torch.tensor(sample_cfg["times"], dtype=torch.float64)
     info = {"t": t.numpy(), "sigma": sde.sigma(t).numpy(), "alpha": sde.alpha(t).numpy(),
             "seed": sample_cfg["seed"], "sampler": {"method": "euler_maruyama", **sample_cfg},
-            "parameterisation": cfg["model"]["parameterisation"], "train_step": checkpoint["step"],
+            "parameterisation": model.parameterisation or "none", "train_step": checkpoint["step"],
             "score_model": checkpoint.get("kind", "unet"),
             "config_hash": io.config_hash({**cfg, "sample": sample_cfg})}
     return result, info

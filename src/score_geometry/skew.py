@@ -8,6 +8,13 @@ plane and the complement the normal: the tangent share is the part of the rotati
 surface, the rest involves the normal direction. In R^3 the skew part is a cross product with half the curl,
 H v = (curl g / 2) x v, so the tangent share is also (curl g . n)^2 / |curl g|^2.
 
+Three measures of where H acts (docs/nonconservative.md):
+  (a) shares of ||H||_F^2 in the blocks (`skew_shares`: ``share_*``); an isotropic H gives `isotropic_shares`;
+  (b) each block's asymmetry relative to the same block of J, ||block(H)||_F / ||block(J)||_F in [0, 1]
+      (`skew_shares`: ``rel_*``), so the normal block of a score Jacobian (~ -I / sigma_t^2) no longer dominates;
+  (c) on a surface in R^3, the curl of the field's tangential part: n . curl(P g) = n . curl g for n = x / |x|
+      (curl n = 0), the scalar vorticity the paper's Fig. 1 right panels draw (`tangent_curl`).
+
 All functions take and return float64 numpy arrays (tensors are converted).
 """
 
@@ -17,7 +24,8 @@ import numpy as np
 
 from .spectra import _to_numpy64
 
-__all__ = ["skew_shares", "tangent_normal_basis", "curl_from_jacobian"]
+__all__ = ["skew_shares", "block_ratio", "isotropic_shares", "tangent_normal_basis", "curl_from_jacobian",
+           "tangent_curl"]
 
 
 def skew_shares(J, basis, k: int, *, skew_tol: float = 1e-12) -> dict[str, np.ndarray]:
@@ -35,7 +43,13 @@ def skew_shares(J, basis, k: int, *, skew_tol: float = 1e-12) -> dict[str, np.nd
         dict of (N,) arrays: ``share_inside`` = ||P^T H P||^2 / ||H||^2, ``share_cross`` = the two mixed blocks,
         ``share_outside`` = ||Q^T H Q||^2 / ||H||^2 (these three sum to 1, or are NaN); ``skew_norm`` = ||H||_F,
         ``jac_norm`` = ||J||_F; and the same three blocks as fractions of ||J||_F^2 (``frac_inside``,
-        ``frac_cross``, ``frac_outside``), which are defined everywhere and 0 for a conservative field.
+        ``frac_cross``, ``frac_outside``), which are defined everywhere and 0 for a conservative field;
+        ``rel_inside`` = ||P^T H P||_F / ||P^T J P||_F, ``rel_cross`` = ||(P^T H Q, Q^T H P)||_F /
+        ||(P^T J Q, Q^T J P)||_F, ``rel_outside`` = ||Q^T H Q||_F / ||Q^T J Q||_F: each block's asymmetry
+        relative to the same block of J, in [0, 1] (0 where that block is symmetric, so 0 everywhere for a
+        conservative field; 1 where it is purely skew); NaN where that block of J is empty or zero to round-off,
+        ||block(J)||_F <= skew_tol ||J||_F (e.g. k = 0 or D, or J block-diagonal in this basis);
+        ``rel_ratio`` = `block_ratio` of the three (NaN where the shares are).
     """
     Jn = _to_numpy64(J)
     if Jn.ndim != 3 or Jn.shape[1] != Jn.shape[2]:
@@ -49,10 +63,14 @@ def skew_shares(J, basis, k: int, *, skew_tol: float = 1e-12) -> dict[str, np.nd
         raise ValueError(f"basis columns must be orthonormal (max |B^T B - I| = {gram_err:.3g}); "
                          "orthonormalise it first, e.g. with numpy.linalg.qr")
     H = 0.5 * (Jn - np.swapaxes(Jn, 1, 2))
-    Hb = np.swapaxes(B, 1, 2) @ H @ B  # H in the basis; Frobenius norms are preserved
+    Jb = np.swapaxes(B, 1, 2) @ Jn @ B  # J in the basis; Frobenius norms are preserved
+    Hb = 0.5 * (Jb - np.swapaxes(Jb, 1, 2))  # = B^T H B
     inside = np.sum(Hb[:, :k, :k] ** 2, axis=(1, 2))
     outside = np.sum(Hb[:, k:, k:] ** 2, axis=(1, 2))
     cross = np.sum(Hb[:, :k, k:] ** 2, axis=(1, 2)) + np.sum(Hb[:, k:, :k] ** 2, axis=(1, 2))
+    j_inside = np.sum(Jb[:, :k, :k] ** 2, axis=(1, 2))
+    j_outside = np.sum(Jb[:, k:, k:] ** 2, axis=(1, 2))
+    j_cross = np.sum(Jb[:, :k, k:] ** 2, axis=(1, 2)) + np.sum(Jb[:, k:, :k] ** 2, axis=(1, 2))
     h2 = np.sum(H * H, axis=(1, 2))
     j2 = np.sum(Jn * Jn, axis=(1, 2))
     skew_norm, jac_norm = np.sqrt(h2), np.sqrt(j2)
@@ -66,8 +84,42 @@ def skew_shares(J, basis, k: int, *, skew_tol: float = 1e-12) -> dict[str, np.nd
             "frac_inside": inside / j2_safe,
             "frac_cross": cross / j2_safe,
             "frac_outside": outside / j2_safe,
+            "rel_inside": _relative(inside, j_inside, j2, skew_tol),
+            "rel_cross": _relative(cross, j_cross, j2, skew_tol),
+            "rel_outside": _relative(outside, j_outside, j2, skew_tol),
         }
-    return {**out, "skew_norm": skew_norm, "jac_norm": jac_norm}
+    ratio = np.where(undefined, np.nan, block_ratio(out["rel_inside"], out["rel_cross"], out["rel_outside"]))
+    return {**out, "rel_ratio": ratio, "skew_norm": skew_norm, "jac_norm": jac_norm}
+
+
+def _relative(h2_block: np.ndarray, j2_block: np.ndarray, j2: np.ndarray, skew_tol: float) -> np.ndarray:
+    """sqrt(||block(H)||^2 / ||block(J)||^2), NaN where the block of J is zero to round-off."""
+    empty = j2_block <= skew_tol**2 * j2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(empty, np.nan, np.sqrt(h2_block / np.where(empty, 1.0, j2_block)))
+
+
+def block_ratio(rel_inside, rel_cross, rel_outside) -> np.ndarray:
+    """rel_inside / max(rel_cross, rel_outside) (N,): how much more asymmetric the subspace block is, for its size,
+    than the most asymmetric block that involves the complement (measure (b) as one number; 1 when all blocks
+    are equally asymmetric). An empty (NaN) block is left out of the max; inf where only the inside block is
+    asymmetric; NaN where no block is asymmetric (a conservative field) or there is no inside or no complement
+    (k = 0 or k = D)."""
+    num = np.asarray(rel_inside, dtype=np.float64)
+    den = np.fmax(np.asarray(rel_cross, dtype=np.float64), np.asarray(rel_outside, dtype=np.float64))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return num / den
+
+
+def isotropic_shares(k: int, D: int) -> dict[str, float]:
+    """Expected shares of ||H||_F^2 for an isotropic skew H (i.i.d. entries above the diagonal) in the blocks
+    of a k-dim subspace of R^D: k(k-1) / D(D-1) inside, 2k(D-k) / D(D-1) cross, (D-k)(D-k-1) / D(D-1)
+    outside (counts of independent entries). D = 3, k = 2: 1/3, 2/3, 0."""
+    if not 0 <= k <= D or D < 2:
+        raise ValueError(f"need D >= 2 and 0 <= k <= D, got k={k}, D={D}")
+    pairs = D * (D - 1)
+    return {"inside": k * (k - 1) / pairs, "cross": 2 * k * (D - k) / pairs,
+            "outside": (D - k) * (D - k - 1) / pairs}
 
 
 def tangent_normal_basis(normal) -> np.ndarray:
@@ -97,3 +149,38 @@ def curl_from_jacobian(J) -> np.ndarray:
     if Jn.ndim != 3 or Jn.shape[1:] != (3, 3):
         raise ValueError(f"J must have shape (N, 3, 3), got {Jn.shape}")
     return np.stack([Jn[:, 2, 1] - Jn[:, 1, 2], Jn[:, 0, 2] - Jn[:, 2, 0], Jn[:, 1, 0] - Jn[:, 0, 1]], axis=1)
+
+
+def tangent_curl(J, normal, *, skew_tol: float = 1e-12) -> dict[str, np.ndarray]:
+    """The curl of a field's tangential part on a surface in R^3 (the rotation Fig. 1's right panels draw).
+
+    With P = I - n n^T and n = x / |x| (the sphere's normal, extended radially), curl(P g) = curl g -
+    grad(n . g) x n - (n . g) curl n and curl n = 0, so n . curl(P g) = n . curl g: the vorticity of the
+    tangential flow is the normal component of the whole field's curl, read off the Jacobian. (For another
+    surface the extended normal is the gradient of a distance function, also curl-free near the surface.)
+
+    Args:
+        J: (N, 3, 3) Jacobians of g at the points.
+        normal: (N, 3) unit normals there (normalised here).
+        skew_tol: as in `skew_shares`: where ||H||_F <= skew_tol ||J||_F the ratio to |curl g| is NaN.
+
+    Returns:
+        dict of (N,) arrays: ``curl_normal`` = n . curl g (signed), ``curl_norm`` = |curl g|,
+        ``rel_curl`` = |n . curl g| / |curl g| (= sqrt of the tangent share of ||H||^2), ``rel_jac`` =
+        |n . curl g| / ||J||_F (= sqrt(2 x the tangent block's fraction of ||J||^2); 0 for a conservative field).
+    """
+    Jn = _to_numpy64(J)
+    n = _to_numpy64(normal)
+    if n.shape != (len(Jn), 3):
+        raise ValueError(f"normal must have shape (N, 3) = ({len(Jn)}, 3), got {n.shape}")
+    n = n / np.linalg.norm(n, axis=1, keepdims=True)
+    curl = curl_from_jacobian(Jn)
+    omega = np.sum(curl * n, axis=1)
+    curl_norm = np.linalg.norm(curl, axis=1)
+    jac_norm = np.linalg.norm(Jn, axis=(1, 2))
+    # |curl g| = sqrt(2) ||H||_F in R^3.
+    undefined = (curl_norm <= np.sqrt(2) * skew_tol * jac_norm) | (curl_norm == 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel_curl = np.where(undefined, np.nan, np.abs(omega) / curl_norm)
+        rel_jac = np.where(jac_norm > 0, np.abs(omega) / np.where(jac_norm > 0, jac_norm, 1.0), np.nan)
+    return {"curl_normal": omega, "curl_norm": curl_norm, "rel_curl": rel_curl, "rel_jac": rel_jac}

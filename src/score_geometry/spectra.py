@@ -183,6 +183,13 @@ class Spectrum:
         When ``J`` is numerically symmetric (``||H||_F <= skew_tol * ||J||_F``)
         the shares are undefined and are **NaN** (not 0), so averages over a
         population skip them instead of being biased towards 0.
+        ``skew_rel_inside/cross/outside``: each block's asymmetry relative to the same block of ``J``,
+        ``||block(H)||_F / ||block(J)||_F`` in [0, 1] (0 for a symmetric block, NaN for an empty one), and
+        ``skew_rel_ratio = skew_rel_inside / max(skew_rel_cross, skew_rel_outside)`` (NaN where the shares are):
+        measure (b) of docs/nonconservative.md, free of the off-manifold block's 1/sigma_t^2 size.
+        ``skew_share_w_*``, ``skew_rel_w_*``, ``skew_rel_ratio_w``: the same with the on-manifold subspace
+        estimated by the first ``local_dim`` eigenvectors ``w`` of ``J~`` (smallest ``|eigval|``) instead.
+        `skew_fields` gathers all of these as one dict (the diagnostics columns).
     Denoiser view (App. C)
         ``denoiser_eigvals = 1 + sigma^2 * eigvals``: eigenvalues of
         ``I + sigma^2 J~`` (same order as ``eigvals``), i.e. of ``alpha_t`` times
@@ -213,6 +220,17 @@ class Spectrum:
     skew_share_inside: float
     skew_share_outside: float
     skew_share_cross: float
+    skew_rel_inside: float
+    skew_rel_cross: float
+    skew_rel_outside: float
+    skew_rel_ratio: float
+    skew_share_w_inside: float
+    skew_share_w_cross: float
+    skew_share_w_outside: float
+    skew_rel_w_inside: float
+    skew_rel_w_cross: float
+    skew_rel_w_outside: float
+    skew_rel_ratio_w: float
     denoiser_eigvals: np.ndarray
     denoiser_min: float
     denoiser_frac_negative: float
@@ -263,6 +281,11 @@ class Spectrum:
     def w_zero(self) -> np.ndarray:
         """Eigenvector of ``J~`` with the smallest ``|eigenvalue|``."""
         return self.w[:, 0]
+
+    @property
+    def skew_fields(self) -> Dict[str, float]:
+        """Every measure of where the skew part lies (the ``skew_*`` fields), by name."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name.startswith("skew_")}
 
     def local_dim_sweep(self, kappas: Iterable[float]) -> np.ndarray:
         """``r_t`` for each slack constant in ``kappas`` (int array)."""
@@ -317,8 +340,16 @@ def analyse_jacobian(
     # r_t right singular vectors. Imported here because skew imports this module.
     from .skew import skew_shares
 
+    # The same split with the subspace of the first r_t eigenvectors of J~ (measure (b) and the w estimate).
     split = skew_shares(Jn[None], v, r, skew_tol=skew_tol)
-    inside, outside, cross = (float(split[f"share_{b}"][0]) for b in ("inside", "outside", "cross"))
+    split_w = skew_shares(Jn[None], W, r, skew_tol=skew_tol)
+    blocks = ("inside", "cross", "outside")
+    skew = {f"skew_share_{b}": float(split[f"share_{b}"][0]) for b in blocks}
+    skew |= {f"skew_rel_{b}": float(split[f"rel_{b}"][0]) for b in blocks}
+    skew["skew_rel_ratio"] = float(split["rel_ratio"][0])
+    skew |= {f"skew_share_w_{b}": float(split_w[f"share_{b}"][0]) for b in blocks}
+    skew |= {f"skew_rel_w_{b}": float(split_w[f"rel_{b}"][0]) for b in blocks}
+    skew["skew_rel_ratio_w"] = float(split_w["rel_ratio"][0])
 
     den = 1.0 + sigma**2 * lam
     den_min = float(den.min()) if D else float("nan")
@@ -338,9 +369,7 @@ def analyse_jacobian(
         trace=trace,
         trace_diff=trace_diff,
         asymmetry=asym,
-        skew_share_inside=inside,
-        skew_share_outside=outside,
-        skew_share_cross=cross,
+        **skew,
         denoiser_eigvals=_readonly(den),
         denoiser_min=den_min,
         denoiser_frac_negative=frac_negative,

@@ -20,24 +20,14 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import io
-from .mlp import build_mlp
+from .networks import ARCHITECTURES, build_network, load_ema_network
 from .score import dsm_loss
 from .sde import VPSDE
-from .unet import build_unet
 
 log = logging.getLogger(__name__)
 
-ARCHITECTURES = ("unet", "mlp")
-
-
-def build_model(model_cfg: Mapping[str, Any]) -> nn.Module:
-    """The network named by ``model_cfg["architecture"]``: ``unet`` (the default, MNIST) or ``mlp`` (toy data)."""
-    arch = model_cfg.get("architecture", "unet")
-    if arch == "unet":
-        return build_unet(model_cfg)
-    if arch == "mlp":
-        return build_mlp(model_cfg)
-    raise ValueError(f"model.architecture must be one of {ARCHITECTURES}, got {arch!r}")
+build_model = build_network  # the trained network, by model.architecture (networks.py)
+load_ema_model = load_ema_network
 
 
 @dataclass
@@ -211,13 +201,6 @@ def train_model(images: torch.Tensor, cfg: Mapping[str, Any], *, checkpoint_path
     bar.close()
     save()
     return state
-
-
-def load_ema_model(checkpoint: Mapping[str, Any], *, device: torch.device | str = "cpu") -> nn.Module:
-    """Rebuild the EMA network (eval mode, no grads) from a checkpoint dict written by `train_model`."""
-    model = build_model(checkpoint["config"]["model"]).to(device)
-    model.load_state_dict(checkpoint["state"]["ema"])
-    return model.eval().requires_grad_(False)
 
 
 def final_checkpoint(state: TrainState, cfg: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,5 +1,6 @@
 # Config validation (before any job runs), output paths and small input functions.
 import shutil
+from pathlib import Path
 
 from score_geometry.config import ConfigError, check_config, validate_config
 from score_geometry.cpus import cores_warning, usable_cpus
@@ -60,6 +61,35 @@ def final_outputs():
     ]
 
 
+def external_model_files(wildcards=None):
+    """An external model's files (model.source torchscript or diffusers, or a callable's file.py) as inputs of
+    train_model, so replacing them reruns everything downstream; a callable in an installed module: none."""
+    m = config["model"]
+    if m["source"] == "train":
+        return []
+    path = Path(m["path"].rpartition(":")[0] if m["source"] == "callable" else m["path"])
+    if m["source"] == "callable" and path.suffix != ".py":
+        return []
+    if path.is_dir():
+        return sorted(str(p) for p in path.rglob("*") if p.is_file())
+    return [str(path)]
+
+
+def model_parameterisation():
+    """What the analysed model's network predicts, for the claims table's "structural under x0" labels:
+    "oracle" (closed form), the config's parameterisation (trained, callable, torchscript), or a diffusers
+    scheduler's prediction_type (read from its JSON config; no torch at parse time)."""
+    m = config["model"]
+    if m["source"] == "train" and m["score_model"] == "gaussian_oracle":
+        return "oracle"
+    if m["source"] == "diffusers":
+        for name in ("scheduler/scheduler_config.json", "scheduler_config.json"):
+            if (Path(m["path"]) / name).is_file():
+                kind = read_yaml(Path(m["path"]) / name).get("prediction_type", "epsilon")
+                return {"epsilon": "eps", "sample": "x0"}.get(kind, kind)
+    return m["parameterisation"]
+
+
 def plot_code(name, module="score_geometry.plots"):
     """Fingerprint of one figure's drawing code, passed as a param so editing it reruns that figure alone."""
     return code_fingerprint(module, name)
@@ -116,8 +146,11 @@ def gpu_count(wildcards=None):
 
 
 def model_cost():
-    """Compute per image of the configured U-Net relative to the default one (squared widths x blocks)."""
+    """Compute per image of the configured U-Net relative to the default one (squared widths x blocks); an
+    external model's is unknown: assumed 10x (set the rules' runtime in a profile to override)."""
     m = config["model"]
+    if m["source"] != "train":
+        return 10.0
     if m["score_model"] != "unet":
         return 0.05
     widths = sum(c * c for c in m["channels"]) * m["num_res_blocks"] * (1.6 if m["attention"] else 1.0)
@@ -130,6 +163,8 @@ def _runtime(cpu_seconds, attempt):
 
 
 def train_runtime(wildcards=None, attempt=1):
+    if config["model"]["source"] != "train":  # only loads and checks the external model
+        return _runtime(60, attempt)
     t = config["train"]
     return _runtime(t["steps"] * t["batch_size"] * CPU_SECONDS["train_image"] * model_cost(), attempt)
 

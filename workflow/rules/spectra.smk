@@ -94,10 +94,6 @@ rule evaluate_claims:
     params:
         run=RUN,
         kappa=config["analysis"]["kappa"],
-        parameterisation=(
-            "oracle"
-            if config["model"]["score_model"] == "gaussian_oracle"
-            else config["model"]["parameterisation"]
-        ),
+        parameterisation=model_parameterisation(),
     script:
         "../scripts/evaluate_claims.py"

@@ -1,5 +1,6 @@
 # Fig. 1 toy (issue 6): a density on a sphere in R^3, an MLP score model trained with the image model's
-# VP-SDE, loss and loop, and where its non-conservative part acts. Plus the same split on MNIST (skew shares).
+# VP-SDE, loss and loop, and where its non-conservative part acts (docs/nonconservative.md), with the controls
+# whose answers are known. Plus the same split on MNIST (skew shares).
 
 
 rule train_toy:
@@ -34,6 +35,8 @@ rule analyse_toy:
         points=f"{OUT}/toy/points.parquet",
         summary=f"{OUT}/toy/summary.csv",
         field=f"{OUT}/toy/field.h5",
+        # the exact score, plus a tangent rotation, plus a tangent-normal skew: the same analysis, known answers
+        controls=f"{OUT}/toy/controls.csv",
     log:
         f"logs/analyse_toy/{RUN}.log",
     benchmark:

@@ -1,6 +1,9 @@
+# model.source train: train the network (resumably) or fit the oracle; otherwise only write the reference to
+# the external model (checked to load and to serve this data), and nothing is trained.
 rule train_model:
     input:
         data=f"{OUT}/data/dataset.h5",
+        external=external_model_files,
     output:
         model=f"{OUT}/model/model.pt",
         options=f"{OUT}/model/training_options.json",
