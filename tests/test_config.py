@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import copy
+import os
+import subprocess
+import sys
 
 import pytest
 import yaml
@@ -200,3 +203,35 @@ def test_calibration_cannot_ask_for_more_images_than_are_held_out(data, most):
     with pytest.raises(ConfigError, match=rf"calibration.n_images={most + 1} exceeds the {most} held-out images of "
                                           rf"data.dataset={data['dataset']}.*use at most {most}"):
         check_config(cfg)
+
+
+BLOCK_TORCH = '''
+import sys, traceback
+class _BlockTorch:
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" or name.startswith("torch."):
+            with open(LOG, "a") as f:
+                f.write("".join(traceback.format_stack()))
+            raise ImportError("torch imported while Snakemake builds the DAG")
+sys.meta_path.insert(0, _BlockTorch())
+'''
+
+
+@pytest.mark.parametrize("snakefile", ["Snakefile", "workflow/compare.smk"])
+def test_building_the_dag_never_imports_torch(workflow_dir, tmp_path, snakefile):
+    """Config checks, input functions and rule definitions run on a cluster's login node, for every
+    `snakemake` call: they must not pay torch's import (seconds) nor need it installed."""
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    log = tmp_path / "torch_imports.txt"
+    (hook / "sitecustomize.py").write_text(f"LOG = {str(log)!r}\n" + BLOCK_TORCH)
+    args = ["-n", "--cores", "2", "-s", snakefile, "--configfile",
+            "presets/tiny.yaml" if snakefile == "Snakefile" else "presets/compare_tiny.yaml"]
+    proc = run_snakemake(workflow_dir, *args, env={"PYTHONPATH": str(hook)})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "train_model" in proc.stdout  # the DAG was built
+    assert not log.exists(), log.read_text()
+    # the control: the hook does catch an import of torch in this environment
+    control = subprocess.run([sys.executable, "-c", "import score_geometry.sde"], capture_output=True, text=True,
+                             env={**os.environ, "PYTHONPATH": str(hook)})
+    assert control.returncode != 0 and log.exists()

@@ -62,3 +62,25 @@ def test_installed_plots_module():
     assert len(hashes) == len(names) and all(len(h) == 16 for h in hashes)
     with pytest.raises(KeyError, match="no_such_figure"):
         code_fingerprint("score_geometry.plots", "no_such_figure")
+
+
+def test_the_package_has_no_import_circle():
+    """Every import between the package's modules, at the top or inside a function, forms a DAG (layers)."""
+    import ast
+    import graphlib
+
+    from conftest import ROOT
+
+    pkg = ROOT / "src" / "score_geometry"
+    graph = {}
+    for path in pkg.glob("*.py"):
+        deps = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                if node.module:
+                    deps.add(node.module.split(".")[0])
+                else:
+                    deps |= {a.name for a in node.names}
+        graph[path.stem] = deps - {path.stem}
+    assert {"arrays", "skew"} <= graph["spectra"] and "score_models" in graph["models"]  # imports were parsed
+    list(graphlib.TopologicalSorter(graph).static_order())  # raises CycleError naming the circle

@@ -10,10 +10,12 @@ import gzip
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
+
+if TYPE_CHECKING:
+    import torch
 
 import numpy as np
-import torch
 
 DATASETS = ("mnist", "mnist5k", "fashion-mnist")
 # Where Debian's `dataset-fashion-mnist` package installs the gzipped IDX files.
@@ -41,6 +43,8 @@ class Dataset:
 
 def to_model_range(images: np.ndarray | torch.Tensor) -> torch.Tensor:
     """uint8 pixels (N, 28, 28) in [0, 255] -> float32 (N, 1, 28, 28) in [-1, 1]."""
+    import torch  # not at the top: the workflow imports this module (data_identity) while it builds the DAG
+
     x = torch.as_tensor(np.asarray(images), dtype=torch.float32)
     return (x / 127.5 - 1.0).unsqueeze(1)
 

@@ -23,10 +23,10 @@ from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 import h5py
 import numpy as np
-import torch
 
 if TYPE_CHECKING:
     import pandas as pd
+    import torch
 
     from .datasets import Dataset
 
@@ -203,6 +203,8 @@ def save_checkpoint(path: str | os.PathLike, payload: Mapping[str, Any]) -> None
     Saved through a file object, so the zip entries are named ``archive/...`` rather than after the random
     temporary file: equal payloads give byte-identical files.
     """
+    import torch  # here, not at the top: the workflow imports this module while it builds the DAG
+
     with atomic_path(path) as tmp, tmp.open("wb") as f:
         torch.save(dict(payload), f)
 
@@ -214,6 +216,8 @@ def load_checkpoint(path: str | os.PathLike, *, map_location: str | torch.device
         FileNotFoundError: it does not exist.
         CorruptFileError: it is truncated or damaged, or holds more than tensors and plain data.
     """
+    import torch
+
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except OSError:  # missing or unreadable: the OS error names the file

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .spectra import _to_numpy64
+from .arrays import to_numpy64 as _to_numpy64
 
 __all__ = ["skew_shares", "block_ratio", "isotropic_shares", "tangent_normal_basis", "curl_from_jacobian",
            "tangent_curl"]

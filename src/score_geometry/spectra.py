@@ -22,6 +22,9 @@ from typing import Dict, Iterable, Union
 
 import numpy as np
 
+from .arrays import to_numpy64 as _to_numpy64
+from .skew import skew_shares
+
 __all__ = [
     "Spectrum",
     "analyse_jacobian",
@@ -32,22 +35,6 @@ __all__ = [
 ]
 
 ArrayLike = Union[np.ndarray, "torch.Tensor"]  # noqa: F821
-
-
-def _to_numpy64(a) -> np.ndarray:
-    """Tensor (any device/dtype) or array-like -> float64 numpy array."""
-    if hasattr(a, "detach") and hasattr(a, "cpu"):  # torch.Tensor without importing torch
-        a = a.detach().cpu()
-        if a.is_floating_point() and a.dtype != _torch_float64():
-            a = a.double()
-        a = a.numpy()
-    return np.asarray(a, dtype=np.float64)
-
-
-def _torch_float64():
-    import torch
-
-    return torch.float64
 
 
 # ----------------------------------------------------------------------------
@@ -337,10 +324,7 @@ def analyse_jacobian(
     asym = 0.0 if normJ == 0.0 else float(np.linalg.norm(Jn - Jn.T) / normJ)
 
     # The one implementation of the split (also the Fig. 1 toy's tangent/normal shares): subspace = the first
-    # r_t right singular vectors. Imported here because skew imports this module.
-    from .skew import skew_shares
-
-    # The same split with the subspace of the first r_t eigenvectors of J~ (measure (b) and the w estimate).
+    # r_t right singular vectors; and the same with the first r_t eigenvectors w of J~ (docs/nonconservative.md).
     split = skew_shares(Jn[None], v, r, skew_tol=skew_tol)
     split_w = skew_shares(Jn[None], W, r, skew_tol=skew_tol)
     blocks = ("inside", "cross", "outside")

@@ -192,13 +192,7 @@ def fibonacci_sphere(n: int) -> np.ndarray:
 
 # --- training ----------------------------------------------------------------------------------------------
 
-#: ``toy:`` keys the MLP's training depends on (the rest are analysis and figure options).
-TRAINING_KEYS = ("seed", "surface", "n_train", "data_seed", "model", "train")
-
-
-def training_section(toy_cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """The part of the ``toy:`` section that `fit_toy_model` reads (:data:`TRAINING_KEYS`)."""
-    return {k: toy_cfg[k] for k in TRAINING_KEYS}
+from .config import TOY_TRAINING_KEYS as TRAINING_KEYS, toy_training_section as training_section  # noqa: E402
 
 
 def toy_train_config(toy_cfg: Mapping[str, Any], sde_cfg: Mapping[str, Any]) -> dict[str, Any]:

@@ -2,10 +2,10 @@
 import shutil
 from pathlib import Path
 
-from score_geometry.config import ConfigError, check_config, validate_config
+# None of these imports torch (tested): the DAG is built in milliseconds, also on a cluster's login node.
+from score_geometry.config import ConfigError, check_config, toy_training_section, validate_config
 from score_geometry.cpus import cores_warning, usable_cpus
 from score_geometry.datasets import data_identity
-from score_geometry.toy import training_section as toy_training_section
 from score_geometry.provenance import code_fingerprint
 from score_geometry.io import read_yaml, unwritable
 
