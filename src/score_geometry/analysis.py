@@ -21,6 +21,10 @@ FEATURE_NAMES = ("v_minus", "u_minus", "w_zero", "w_plus", "u_plus", "v_plus", "
 PAIRS = ("uv", "uw", "vw")
 
 
+#: The band a model's median calibration ratio must lie in at every t for r_t to measure geometry.
+CALIBRATION_BAND = (0.95, 1.10)
+
+
 def calibration_ratio(singular_values: np.ndarray, sigma: float) -> float:
     """Median of (1/s_i) / sigma^2 over the top half of ranks (the largest singular values), ideal 1.00.
 
@@ -128,6 +132,18 @@ def analyse_jacobians(J: np.ndarray, *, images: Sequence[int], labels: Sequence[
             bar.update(1)
     bar.close()
     return ShardAnalysis(**{k: pd.concat(v, ignore_index=True) for k, v in tables.items()}, features=features)
+
+
+def calibration_summary(diagnostics: pd.DataFrame) -> pd.DataFrame:
+    """Per t: n, median calibration ratio and quartiles, median r_t, and whether the median lies in
+    `CALIBRATION_BAND` (r_t measures geometry only then; docs/calibration.md)."""
+    g = diagnostics.groupby(["t", "sigma"], as_index=False, sort=True)
+    out = g.agg(n=("calibration_ratio", "size"), calibration_ratio=("calibration_ratio", "median"),
+                calibration_ratio_q25=("calibration_ratio", lambda s: s.quantile(0.25)),
+                calibration_ratio_q75=("calibration_ratio", lambda s: s.quantile(0.75)),
+                local_dim_median=("local_dim", "median"))
+    lo, hi = CALIBRATION_BAND
+    return out.assign(in_band=out["calibration_ratio"].between(lo, hi))
 
 
 def calibration_tables(*, model: pd.DataFrame, heldout: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -16,13 +16,12 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from .analysis import FEATURE_NAMES
+from .analysis import CALIBRATION_BAND, FEATURE_NAMES
 
 __all__ = ["RunTables", "CLAIMS", "claims_table", "claims_markdown", "vae_converged", "CALIBRATION_BAND",
            "RELATIVE_RATIO"]
 
 HOLDS, FAILS, NOT_MEASURABLE = "holds", "fails", "not measurable here"
-CALIBRATION_BAND = (0.95, 1.10)
 #: claims whose statistic is built into x₀-prediction's J = (α_t ∇D − I)/σ_t² (the −I/σ_t² part)
 STRUCTURAL_UNDER_X0 = {"calibration", "floor_lower_bound", "cos_minus_one_high_ranks", "denoiser_psd"}
 

@@ -7,7 +7,7 @@ writing through `io`.
 from __future__ import annotations
 
 import logging
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -17,6 +17,9 @@ from .jacobian import no_tf32, preferred_memory_format, score_jacobian
 from .models import score_fn_from_checkpoint
 from .score import ScoreFn
 from .sde import VPSDE
+
+if TYPE_CHECKING:
+    from .score_models import ScoreModel
 
 log = logging.getLogger(__name__)
 
@@ -46,19 +49,21 @@ def jacobians_at_times(score_fn: ScoreFn, x_t: np.ndarray, t: Sequence[float], *
     """Exact score Jacobians of every (image, t).
 
     Args:
-        x_t: (n, T, 28, 28) inputs, x_t[:, j] at time t[j].
+        x_t: (n, T, *S) inputs, x_t[:, j] at time t[j]; S = (C, H, W), or (H, W) for one channel (the
+            layout of the pipeline's HDF5 files).
         t: (T,) times.
 
     Returns:
-        J: (n, T, 784, 784) float32 (computed in `dtype`, TF32 disabled).
+        J: (n, T, D, D) float32 with D = prod(S) (computed in `dtype`, TF32 disabled).
     """
     n, n_t = x_t.shape[:2]
+    shape = (1, *x_t.shape[2:]) if x_t.ndim == 4 else tuple(x_t.shape[2:])
     D = int(np.prod(x_t.shape[2:]))
     J = np.empty((n, n_t, D, D), dtype=np.float32)
     with no_tf32(), tqdm(total=n * n_t, desc="jacobians", disable=not progress, mininterval=5) as bar:
         for i in range(n):
             for j in range(n_t):
-                x = torch.as_tensor(x_t[i, j], dtype=dtype, device=device).reshape(1, 1, *x_t.shape[2:])
+                x = torch.as_tensor(x_t[i, j], dtype=dtype, device=device).reshape(1, *shape)
                 J[i, j] = score_jacobian(score_fn, x, float(t[j]), chunk_size=chunk_size,
                                          method=method)[0].cpu().numpy()
                 bar.update(1)
@@ -84,16 +89,17 @@ def model_jacobians(checkpoint: Mapping[str, Any], x_t: np.ndarray, t: Sequence[
 
 
 def noisy_heldout(images: np.ndarray, t: Sequence[float], sde: VPSDE, *, seed: int) -> np.ndarray:
-    """Forward-noised real digits: x_t = alpha_t x_0 + sigma_t eps for each image and t.
+    """Forward-noised real images: x_t = alpha_t x_0 + sigma_t eps for each image and t.
 
     Args:
-        images: (n, 1, 28, 28) in [-1, 1].
+        images: (n, C, H, W) in [-1, 1].
 
     Returns:
-        (n, T, 28, 28) float32.
+        (n, T, H, W) float32 for one channel (the pipeline's layout), else (n, T, C, H, W).
     """
     gen = torch.Generator().manual_seed(seed)
-    x0 = torch.as_tensor(images, dtype=torch.float64)[:, 0]
+    x0 = torch.as_tensor(images, dtype=torch.float64)
+    x0 = x0[:, 0] if x0.ndim == 4 and x0.shape[1] == 1 else x0
     out = []
     for tj in t:
         tt = torch.tensor(tj, dtype=torch.float64)
@@ -125,6 +131,40 @@ def heldout_jacobians(checkpoint: Mapping[str, Any], dataset: Any, t: Sequence[f
     J = model_jacobians(checkpoint, x_t, t, device=device, jacobian=jacobian)
     sigma = sde.sigma(torch.tensor(np.asarray(t), dtype=torch.float64)).numpy()
     return {"J": J, "images": chosen, "labels": labels[chosen], "t": np.asarray(t, dtype=np.float64), "sigma": sigma}
+
+
+def analyse_images(model: "ScoreModel", images: np.ndarray, t: Sequence[float], *, seed: int = 0,
+                   labels: Sequence[int] | None = None, kappa: float = 0.1,
+                   kappa_sweep: Sequence[float] = (0.0, 0.05, 0.1, 0.2, 0.5, 1.0), device: torch.device | str = "cpu",
+                   chunk_size: int | None = None, method: str = "auto", run: str = "cli",
+                   progress: bool = True) -> dict[str, Any]:
+    """The pipeline's analysis of a handful of images, without Snakemake (`score-geometry analyse`): each image
+    forward-noised at each t, the exact score Jacobians of `model`, their spectra, and the tables.
+
+    Args:
+        model: any score model (`score_models.load_score_model`).
+        images: (n, *model.image_shape) clean images in the model's range ([-1, 1] for the pipeline's).
+
+    Returns:
+        dict of DataFrames: spectra, local_dims, overlaps, diagnostics (one row per Jacobian, with the
+        calibration ratio), summary (one row per t, `analysis.summary_table`), calibration (per t: median
+        ratio, its quartiles and whether it lies in `analysis.CALIBRATION_BAND`).
+    """
+    from .analysis import analyse_jacobians, calibration_summary, summary_table
+
+    images = np.asarray(images, dtype=np.float32)
+    if tuple(images.shape[1:]) != tuple(model.image_shape):
+        raise ValueError(f"images have shape {tuple(images.shape[1:])}, the model takes {tuple(model.image_shape)}")
+    x_t = noisy_heldout(images, t, model.sde, seed=seed)
+    J = jacobians_at_times(model.score, x_t, t, device=device, chunk_size=chunk_size, method=method,
+                           progress=progress)
+    sigma = model.sde.sigma(torch.tensor(np.asarray(t), dtype=torch.float64)).numpy()
+    labels = np.full(len(images), -1) if labels is None else np.asarray(labels)
+    res = analyse_jacobians(J, images=range(len(images)), labels=labels, t=t, sigma=sigma, run=run, kappa=kappa,
+                            kappa_sweep=kappa_sweep, progress=progress)
+    return {"spectra": res.spectra, "local_dims": res.local_dims, "overlaps": res.overlaps,
+            "diagnostics": res.diagnostics, "summary": summary_table(res.diagnostics, res.overlaps),
+            "calibration": calibration_summary(res.diagnostics)}
 
 
 @torch.no_grad()
