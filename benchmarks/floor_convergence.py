@@ -3,6 +3,8 @@
     python benchmarks/floor_convergence.py --name eps --set model.parameterisation=eps \
         --budgets 625 1250 2500 5000 --cores 1 --out docs/data/floor_convergence.csv
 
+    python benchmarks/floor_convergence.py --plot docs/data/floor_convergence.csv docs/figures/floor_convergence.png
+
 One run (`results/sweep_<name>/`) is trained to each budget in turn with the workflow itself: every budget
 raises `train.steps` and asks Snakemake for the calibration summary, so training resumes from the previous
 budget's checkpoint (the learning rate is constant after warm-up and the resume hash leaves out
@@ -21,6 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import yaml
 
@@ -38,7 +41,40 @@ def parse_set(items: list[str]) -> dict:
     return out
 
 
+def plot(table: Path, out: Path) -> None:
+    """Median calibration ratio against training steps, one panel per source, one line per (lever, t), with
+    the band [0.95, 1.10] shaded."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    d = pd.read_csv(table)
+    times = sorted(d["t"].unique())
+    colours = dict(zip(times, plt.get_cmap("viridis")(np.linspace(0, 0.9, len(times)))))
+    styles = dict(zip(sorted(d["lever"].unique()), ["-", "--", ":", "-."]))
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), sharey=True)
+    for ax, (source, title) in zip(axes, (("heldout_noisy", "noisy held-out digits"),
+                                          ("model_samples", "the model's own samples"))):
+        ax.axhspan(0.95, 1.10, color="0.9", zorder=0)
+        ax.axhline(1.0, color="0.5", lw=0.8)
+        for (lever, t), g in d[d["source"] == source].groupby(["lever", "t"]):
+            g = g.sort_values("steps")
+            ax.plot(g["steps"], g["calibration_ratio"], styles[lever], marker="o", ms=3, color=colours[t],
+                    label=f"{lever}, t = {t:g}")
+        ax.set_xscale("log")
+        ax.set_xlabel("training steps (batch 64)")
+        ax.set_title(title, fontsize=10)
+    axes[0].set_ylabel("median (1/s_i)/σ_t², top half of ranks")
+    axes[1].legend(fontsize=6, ncol=2, loc="best")
+    fig.tight_layout()
+    fig.savefig(out, dpi=150)
+
+
 def main() -> None:
+    if len(sys.argv) == 4 and sys.argv[1] == "--plot":
+        plot(Path(sys.argv[2]), Path(sys.argv[3]))
+        return
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--name", required=True, help="lever name; the run is results/sweep_<name>")
     ap.add_argument("--set", nargs="*", default=[], help="config overrides, a.b=value")

@@ -124,3 +124,24 @@ def test_gpu_check_config_copies_match_the_yaml_files():
     # the copies the script falls back on where PyYAML is missing
     gpu_check = _load_gpu_check()
     assert gpu_check.builtin_configs() == gpu_check.yaml_configs()
+
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_floor_convergence_overrides_and_plot(tmp_path):
+    fc = _load("floor_convergence")
+    assert fc.parse_set(["model.parameterisation=eps", "train.t_sampling=mixture", "train.steps=10"]) == {
+        "model": {"parameterisation": "eps"}, "train": {"t_sampling": "mixture", "steps": 10}}
+    rows = [{"lever": lever, "steps": steps, "source": source, "t": t, "calibration_ratio": 1.0 - 0.1 / steps}
+            for lever in ("eps", "x0") for steps in (250, 625, 1250, 2500)
+            for source in ("heldout_noisy", "model_samples") for t in (0.01, 0.3)]
+    import pandas as pd
+
+    pd.DataFrame(rows).to_csv(tmp_path / "t.csv", index=False)
+    fc.plot(tmp_path / "t.csv", tmp_path / "f.png")
+    assert (tmp_path / "f.png").stat().st_size > 10_000
