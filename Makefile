@@ -43,7 +43,7 @@ system-deps:
 
 # Rebuild only the figures of the default run (upstream results must exist or are built first).
 FIGURE_RULES := plot_fig1 plot_fig2 plot_fig3_cosines plot_fig3_spectrum plot_fig3_local_dims plot_fig4 \
-	plot_skew_shares plot_estimators plot_training_loss
+	plot_skew_shares plot_estimators plot_training_loss plot_vae_convergence
 figures: $(STAMP)
 	$(BIN)/snakemake $(FIGURE_RULES) --cores $(CORES) --forcerun $(FIGURE_RULES)
 

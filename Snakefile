@@ -40,6 +40,7 @@ localrules:
     compare_estimators,
     plot_estimators,
     plot_training_loss,
+    plot_vae_convergence,
     summarise_quality,
 
 

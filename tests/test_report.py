@@ -16,7 +16,7 @@ from report_browser import _ink, check_report, chromium_path
 pytestmark = pytest.mark.slow
 
 FIGURE_LABELS = ("Fig. 1", "Fig. 2", "Fig. 3a", "Fig. 3b", "Fig. 3c", "Fig. 4", "Skew shares", "VAE and estimators",
-                 "samples", "training loss")
+                 "samples", "training loss", "VAE convergence")
 TABLE_LABELS = ("noise-floor calibration", "summary per t", "stage benchmarks", "local-dimension estimators",
                 "sample quality", "claims of the paper")
 # The menu, top to bottom: the tables to read first, then the figures, the other tables and the run's costs.

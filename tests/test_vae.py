@@ -104,3 +104,123 @@ def test_vae_and_estimator_rules_end_to_end(workflow_dir):
         assert (workflow_dir / "logs" / rule / "tiny.log").exists()
     again = run_snakemake(workflow_dir, *targets, "-n", "--cores", "2", "--configfile", "presets/tiny.yaml")
     assert "Nothing to be done" in again.stdout + again.stderr
+
+
+def _images(n: int, seed: int = 0) -> torch.Tensor:
+    return torch.rand(n, 1, 28, 28, generator=torch.Generator().manual_seed(seed)) * 2 - 1
+
+
+def test_closed_form_gamma_is_the_batch_optimum(tmp_path):
+    """vae.gamma closed_form: every step sets gamma = sqrt(per-pixel MSE of the batch) outside the graph, so
+    log gamma takes no gradient and the optimiser never sees it; the recorded gamma is the last batch's."""
+    x = _images(96)
+    model = V.build_vae({**_cfg()["vae"], "gamma": "closed_form"})
+    parts = model.negative_elbo(x[:32], generator=torch.Generator().manual_seed(0))
+    assert model.gamma.item() == pytest.approx(parts["mse"].item() ** 0.5, rel=1e-5)
+    assert not model.log_gamma.requires_grad
+    cfg = _cfg(gamma="closed_form", epochs=2)
+    state = V.train_vae(x, cfg, checkpoint_path=tmp_path / "c.pt", metrics_path=tmp_path / "m.jsonl")
+    assert all(p is not state.model.log_gamma for g in state.optimizer.param_groups for p in g["params"])
+    for rec in io.read_jsonl(tmp_path / "m.jsonl"):  # the last batch's MSE is near the epoch mean
+        assert abs(np.log(rec["gamma"] / rec["mse"] ** 0.5)) < 0.2
+    # gamma at the closed-form optimum minimises the recon term over gamma: nudging it either way costs
+    with torch.no_grad():
+        g = model.gamma.item()
+        D, sq = 784, parts["mse"].item() * 784
+        recon = lambda gam: 0.5 * sq / gam**2 + D * np.log(gam)  # noqa: E731
+        assert recon(g) < min(recon(1.05 * g), recon(0.95 * g))
+
+
+def test_gamma_lr_is_its_own_param_group():
+    model = V.build_vae({**_cfg()["vae"], "gamma": "learned"})
+    opt = V._optimizer(model, {"lr": 1e-3, "gamma_lr": 3e-2})
+    assert [g["lr"] for g in opt.param_groups] == [1e-3, 3e-2] and opt.param_groups[1]["params"] == [model.log_gamma]
+    opt = V._optimizer(model, {"lr": 1e-3})  # null gamma_lr: one group, log gamma included
+    assert len(opt.param_groups) == 1 and any(p is model.log_gamma for p in opt.param_groups[0]["params"])
+    with pytest.raises(ValueError, match="vae.gamma must be one of"):
+        V.build_vae({**_cfg()["vae"], "gamma": "fixed"})
+
+
+def test_heldout_metrics_are_recorded_and_resume_stays_bit_identical(tmp_path):
+    """Per-epoch held-out metrics (sqrt(MSE), the count's mean, std and per-class means) draw from their own
+    generator: training with them equals training without, and a resumed run records the same values."""
+    x, held = _images(96), _images(20, seed=1)
+    labels = np.arange(20) % 3
+    kw = {"heldout": (held, labels)}
+    full = V.train_vae(x, _cfg(), checkpoint_path=tmp_path / "a.pt", metrics_path=tmp_path / "a.jsonl", **kw)
+    bare = V.train_vae(x, _cfg(), checkpoint_path=tmp_path / "n.pt", metrics_path=tmp_path / "n.jsonl")
+    for a, b in zip(full.model.state_dict().values(), bare.model.state_dict().values()):
+        assert torch.equal(a, b)
+    V.train_vae(x, _cfg(epochs=2), checkpoint_path=tmp_path / "b.pt", metrics_path=tmp_path / "b.jsonl", **kw)
+    V.train_vae(x, _cfg(), checkpoint_path=tmp_path / "b.pt", metrics_path=tmp_path / "b.jsonl", **kw)
+    a, b = io.read_jsonl(tmp_path / "a.jsonl"), io.read_jsonl(tmp_path / "b.jsonl")
+    keys = ("heldout_mse", "heldout_active_dims", "heldout_active_dims_std", "heldout_active_dims_by_label")
+    assert [[r[k] for k in keys] for r in a] == [[r[k] for k in keys] for r in b]
+    rec = a[-1]
+    assert set(rec["heldout_active_dims_by_label"]) == {"0", "1", "2"} and 0 <= rec["heldout_active_dims"] <= 8
+    counts = V.vae_local_dims(full.model, held)
+    assert rec["heldout_active_dims"] == pytest.approx(counts.mean())
+    assert rec["heldout_active_dims_by_label"]["1"] == pytest.approx(counts[labels == 1].mean())
+    assert "heldout_mse" not in io.read_jsonl(tmp_path / "n.jsonl")[0]
+
+
+def test_tables_carry_the_convergence_verdict(tmp_path):
+    x, labels = _images(96), np.arange(96) % 4
+    ck, options = V.fit_vae(x, _cfg(epochs=1), checkpoint_path=tmp_path / "c.pt", metrics_path=tmp_path / "m.jsonl",
+                            heldout=(x[:12], labels[:12]))
+    assert options["n_train"] == 96 and ck["n_train"] == 96
+    steady = [{"gamma": 0.1, "mse": 0.01, "heldout_active_dims": 5.0} for _ in range(12)]
+    table = V.local_dims_table({"clean": ck, "again": ck}, {"heldout": (x[:12], labels[:12])}, threshold=0.5, seed=0,
+                               metrics={"clean": io.read_jsonl(tmp_path / "m.jsonl"), "again": steady})
+    verdicts = table.groupby("condition")["converged"].agg(["all", "any"])
+    assert not verdicts.loc["clean", "any"] and verdicts.loc["again", "all"]  # one epoch proves nothing
+    assert (table["epochs"] == 1).all() and (table["trained_on"] == "data, 96 images, 1 epochs").all()
+    var = V.posterior_variance_table({"clean": ck}, x[:12], labels[:12], seed=0, per_class=2)
+    assert len(var) == 4 * 2 * 8 and set(var["label"]) == {0, 1, 2, 3} and (var["variance"] > 0).all()
+    dims = V.vae_local_dims(V.load_vae(ck), x[:12])
+    per_point = var.assign(below=var["variance"] < 0.5).groupby("point")["below"].sum()
+    assert (per_point.to_numpy() == dims[per_point.index.to_numpy()]).all()
+
+
+def test_figures_draw_only_a_converged_vae():
+    """Fig. 3's overlay and the estimators figure drop an unconverged VAE (with a note); the convergence figure
+    has its four panels and names the verdict of each VAE."""
+    import pandas as pd
+
+    from score_geometry.plots import fig3_local_dims, plt
+    from score_geometry.plots_estimators import estimators_figure, vae_convergence_figure
+
+    diagnostics = pd.DataFrame({"t": np.repeat([0.01, 0.3], 10), "local_dim": np.arange(20.0),
+                                "image": np.arange(20) % 10, "label": np.arange(20) % 10})
+    base = pd.DataFrame({"local_dim": [3.0, 4.0, 5.0], "converged": True,
+                         "trained_on": "mnist5k, 4,500 images, 20 epochs"})
+    ax = fig3_local_dims(diagnostics, baseline=base, baseline_label="VAE").axes[0]
+    assert "4,500 images, 20 epochs" in ax.get_legend().get_texts()[0].get_text()
+    ax = fig3_local_dims(diagnostics, baseline=base.assign(converged=False), baseline_label="VAE").axes[0]
+    assert ax.get_legend() is None and any("not converged, not drawn" in t.get_text() for t in ax.texts)
+    plt.close("all")
+
+    rows = [{"estimator": "vae", "dataset": "heldout", "condition": c, "point": i, "label": i % 10, "t": t,
+             "local_dim": 7.0, "converged": ok, "epochs": 20, "trained_on": f"mnist5k, {c}"}
+            for c, t, ok in (("clean", np.nan, True), ("t=0.3", 0.3, False)) for i in range(20)]
+    other = pd.DataFrame([{"estimator": "mle", "dataset": "heldout", "condition": "clean", "point": i,
+                           "label": i % 10, "t": np.nan, "local_dim": 9.0} for i in range(20)])
+    fig = estimators_figure(pd.DataFrame(rows), other, diagnostics)
+    labels = [label.get_text() for label in fig.axes[1].get_yticklabels()]
+    assert "VAE" in labels and not any("0.3" in label and "VAE" in label for label in labels)
+    assert any("not converged, not drawn" in t.get_text() and "t=0.3" in t.get_text() for t in fig.axes[0].texts)
+    plt.close("all")
+
+    def records(n, dims):
+        return [{"epoch": k + 1, "gamma": 0.1, "mse": 0.01, "heldout_mse": 0.012, "heldout_active_dims": dims,
+                 "heldout_active_dims_std": 1.0, "heldout_active_dims_by_label": {"0": dims, "1": dims - 2}}
+                for k in range(n)]
+
+    var = pd.DataFrame({"condition": "clean", "label": np.arange(200) % 2, "variance": np.geomspace(1e-3, 1, 200)})
+    fig = vae_convergence_figure({"clean": records(12, 9.0), "t=0.3": records(3, 5.0)}, var, threshold=0.5,
+                                 trained_on={"clean": "mnist5k, 4,500 images, 12 epochs"})
+    assert len(fig.axes) == 4
+    names = [t.get_text() for t in fig.axes[1].get_legend().get_texts()]
+    assert names == ["clean (converged)", "t=0.3 (NOT converged)"]
+    assert len(fig.axes[2].get_lines()) == 2 and fig.axes[3].get_xscale() == "log"
+    plt.close("all")

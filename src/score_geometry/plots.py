@@ -171,7 +171,10 @@ def fig3_spectrum(spectra: "pd.DataFrame", diagnostics: "pd.DataFrame", *, examp
 def fig3_local_dims(diagnostics: "pd.DataFrame", *, baseline: "pd.DataFrame | None" = None,
                     baseline_label: str = "baseline") -> plt.Figure:
     """Fig. 3 bottom right: distribution of r_t over images at each t (violins with the points), with a
-    baseline's 5-95% range (e.g. the VAE's local dimension) shaded when given (column local_dim)."""
+    baseline's 5-95% range (e.g. the VAE's local dimension) shaded when given (column local_dim).
+
+    A baseline with a ``converged`` column (`score_geometry.vae.local_dims_table`) is shaded only when every
+    row is converged, labelled with its ``trained_on`` (data and epochs); otherwise a note says it is not drawn."""
     ts = sorted(diagnostics["t"].unique())
     colours = _t_colours(ts)
     fig, ax = plt.subplots(figsize=(4.0, 3.4))
@@ -184,9 +187,15 @@ def fig3_local_dims(diagnostics: "pd.DataFrame", *, baseline: "pd.DataFrame | No
     for i, (t, y) in enumerate(zip(ts, data)):
         ax.plot(i + rng.uniform(-0.12, 0.12, len(y)), y, ".", color=colours[t], ms=3, mec="k", mew=0.2)
     if baseline is not None and len(baseline):
-        lo, hi = baseline["local_dim"].quantile([0.05, 0.95])
-        ax.axhspan(lo, hi, color="0.85", zorder=0, label=f"{baseline_label}, 5–95%")
-        ax.legend(fontsize=7)
+        converged = "converged" not in baseline or bool(baseline["converged"].all())
+        what = f" ({baseline['trained_on'].iloc[0]})" if "trained_on" in baseline else ""
+        if converged:
+            lo, hi = baseline["local_dim"].quantile([0.05, 0.95])
+            ax.axhspan(lo, hi, color="0.85", zorder=0, label=f"{baseline_label}{what}, 5–95%")
+            ax.legend(fontsize=6 if what else 7)
+        else:
+            ax.text(0.02, 0.98, f"{baseline_label}{what}:\nnot converged, not drawn", transform=ax.transAxes,
+                    fontsize=6, va="top", color="0.35")
     ax.set_xticks(range(len(ts)), [f"{t:g}" for t in ts])
     ax.set_xlabel("t")
     ax.set_ylabel("local dimension $r_t$")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Mapping
 
 import numpy as np
 
@@ -22,14 +22,29 @@ def _group_label(estimator: str, dataset: str, condition: str) -> str:
     return f"{name}, {condition}{where}" if condition != "clean" else f"{name}{where}"
 
 
+def converged_vae(vae: "pd.DataFrame") -> tuple["pd.DataFrame", list[str]]:
+    """The rows of `score_geometry.vae.local_dims_table` from converged VAEs, and a note per dropped condition
+    (``t=0.3: mnist5k, 4,500 images, 20 epochs``). A table without a ``converged`` column (no verdict recorded,
+    e.g. a hand-made one) is returned whole."""
+    if "converged" not in vae:
+        return vae, []
+    ok = vae["converged"].astype(bool)
+    notes = [f"{c}: {g['trained_on'].iloc[0]}" for c, g in vae[~ok].groupby("condition", sort=False)]
+    return vae[ok], notes
+
+
 def estimators_figure(vae: "pd.DataFrame", estimates: "pd.DataFrame", diagnostics: "pd.DataFrame") -> plt.Figure:
     """Left: VAE local dimension per digit (clean held-out digits as boxes; means of the samples and of the
     noisy VAEs as lines; the paper's ~11 / ~18 as crosses). Right: every estimator's distribution as a
     horizontal box (one row per estimator and condition, labels readable unrotated) on a symmetric log axis,
-    linear below 1, so a dimension of 0 is drawn where it is; the paper's VAE 13 +- 3 shaded."""
+    linear below 1, so a dimension of 0 is drawn where it is; the paper's VAE 13 +- 3 shaded.
+
+    Only converged VAEs are drawn (`converged_vae`); the others are listed in a note on the left panel, whose
+    title says what the clean VAE was trained on."""
     import matplotlib
     import pandas as pd
 
+    vae, dropped = converged_vae(vae)
     df = pd.concat([vae, estimates, score_model_rt(diagnostics)], ignore_index=True)
     df = df[~((df["estimator"] == "vae") & (df["dataset"] == "samples"))]
     groups = list(df.groupby(["estimator", "dataset", "condition"], sort=False))
@@ -51,8 +66,12 @@ def estimators_figure(vae: "pd.DataFrame", estimates: "pd.DataFrame", diagnostic
     ax0.set_xticks(digits)
     ax0.set_xlabel("digit (held-out label; samples: classifier's)")
     ax0.set_ylabel("VAE local dimension")
-    ax0.set_title("VAE: latent dims with posterior var < threshold", fontsize=9)
-    ax0.set_ylim(0, max(110, 1.25 * vae["local_dim"].max()))
+    what = f"\n(clean: {clean['trained_on'].iloc[0]})" if len(clean) and "trained_on" in clean else ""
+    ax0.set_title(f"VAE: latent dims with posterior var < threshold{what}", fontsize=9)
+    if dropped:
+        ax0.text(0.02, 0.02, "not converged, not drawn:\n" + "\n".join(dropped), transform=ax0.transAxes,
+                 fontsize=6, va="bottom", color="0.35")
+    ax0.set_ylim(0, max(110, 1.25 * np.nan_to_num(vae["local_dim"].max())))
     ax0.legend(fontsize=6, loc="upper center", ncol=2)
 
     data = [g["local_dim"].to_numpy() for _, g in groups]
@@ -76,5 +95,86 @@ def estimators_figure(vae: "pd.DataFrame", estimates: "pd.DataFrame", diagnostic
     ax1.set_title("estimators on held-out digits; $r_t$ on samples", fontsize=9)
     ax1.legend(fontsize=7, loc="lower right")
     ax1.grid(True, axis="x", which="major", color="0.92", lw=0.5)
+    fig.tight_layout()
+    return fig
+
+
+def vae_convergence_figure(metrics: Mapping[str, list[dict]], variances: "pd.DataFrame", *, threshold: float,
+                           trained_on: Mapping[str, str] | None = None) -> plt.Figure:
+    """Convergence of the Appendix B VAEs (docs/vae.md), one colour per training condition.
+
+    Top left: gamma (solid) against sqrt(MSE) on the training batches (dashed) and on held-out digits (dotted)
+    per epoch. Top right: the held-out count of latent dims with posterior variance < `threshold`, mean +- std
+    per epoch. Bottom left: the clean VAE's held-out count per digit class. Bottom right: histograms of the
+    posterior variances of the first condition's held-out digits (every latent dim), one line per digit class,
+    the threshold dashed. Legends carry `score_geometry.claims.vae_converged`'s verdict.
+
+    Args:
+        metrics: condition (``clean``, ``t=0.3`` ...) -> per-epoch records of `score_geometry.vae.train_vae`
+            with held-out metrics.
+        variances: `score_geometry.vae.posterior_variance_table` (condition, label, variance).
+        threshold: the count's posterior-variance threshold.
+        trained_on: condition -> what it was trained on (a title line), optional.
+    """
+    from .claims import vae_converged
+
+    fig, axes = plt.subplots(2, 2, figsize=(9.5, 7.0))
+    (ax_g, ax_n), (ax_d, ax_h) = axes
+    colours = {c: OKABE_ITO[i % len(OKABE_ITO)] for i, c in enumerate(metrics)}
+    for cond, records in metrics.items():
+        ep = np.array([r["epoch"] for r in records])
+        ok, _ = vae_converged(records)
+        name = f"{cond} ({'converged' if ok else 'NOT converged'})"
+        col = colours[cond]
+        ax_g.plot(ep, [r["gamma"] for r in records], "-", color=col, lw=1.2, label=f"{name}: γ")
+        ax_g.plot(ep, np.sqrt([r["mse"] for r in records]), "--", color=col, lw=1)
+        if "heldout_mse" in records[0]:
+            ax_g.plot(ep, np.sqrt([r["heldout_mse"] for r in records]), ":", color=col, lw=1)
+            mean = np.array([r["heldout_active_dims"] for r in records])
+            std = np.array([r["heldout_active_dims_std"] for r in records])
+            ax_n.plot(ep, mean, "-", color=col, lw=1.2, label=name)
+            ax_n.fill_between(ep, mean - std, mean + std, color=col, alpha=0.2, lw=0)
+    ax_g.plot([], [], "k--", lw=1, label="√MSE, training batches")
+    ax_g.plot([], [], "k:", lw=1, label="√MSE, held-out")
+    ax_g.set_yscale("log")
+    ax_g.set_xlabel("epoch")
+    ax_g.set_ylabel("γ and √MSE (pixels in [−1, 1])")
+    ax_g.set_title("decoder scale γ against its optimum √MSE", fontsize=9)
+    ax_g.legend(fontsize=6)
+    ax_n.set_xlabel("epoch")
+    ax_n.set_ylabel(f"latent dims with posterior var < {threshold:g}")
+    ax_n.set_title("held-out count, mean ± std over digits", fontsize=9)
+    ax_n.legend(fontsize=6)
+
+    first = next(iter(metrics))
+    records = metrics[first]
+    if records and "heldout_active_dims_by_label" in records[0]:
+        ep = [r["epoch"] for r in records]
+        top = 1.0
+        for i, label in enumerate(sorted(records[0]["heldout_active_dims_by_label"], key=int)):
+            y = [r["heldout_active_dims_by_label"][label] for r in records]
+            ax_d.plot(ep, y, lw=1, color=plt.cm.tab10(i % 10), label=f"digit {label}")
+            top = max(top, *y)
+        ax_d.set_ylim(0, 1.08 * top)
+        ax_d.legend(fontsize=6, ncol=2, loc="lower right")
+    ax_d.set_xlabel("epoch")
+    ax_d.set_ylabel(f"latent dims with posterior var < {threshold:g}")
+    ax_d.set_title(f"{first}:\nheld-out count per class", fontsize=9)
+
+    v = variances[variances["condition"] == first]
+    if len(v):
+        lo = np.floor(np.log10(max(float(v["variance"].min()), 1e-6)))
+        bins = np.logspace(lo, max(0.1, np.log10(float(v["variance"].max())) + 0.05), 50)
+        for i, label in enumerate(sorted(v["label"].unique())):
+            ax_h.hist(v.loc[v["label"] == label, "variance"], bins=bins, histtype="step", density=False,
+                      color=plt.cm.tab10(i % 10), lw=1, label=f"digit {label}")
+        ax_h.set_xscale("log")
+        ax_h.legend(fontsize=6, ncol=2)
+    ax_h.axvline(threshold, color="k", ls="--", lw=1)
+    ax_h.set_xlabel("posterior variance $v_j(x)$ (prior: 1)")
+    ax_h.set_ylabel("latent dims × held-out digits")
+    ax_h.set_title(f"{first}: posterior variances\n(all latent dims, per class; threshold dashed)", fontsize=9)
+    if trained_on:
+        fig.suptitle("; ".join(f"{c}: {trained_on[c]}" for c in metrics if c in trained_on), fontsize=8)
     fig.tight_layout()
     return fig

@@ -7,6 +7,13 @@ data's noise level and, in Dai & Wipf's analysis, the posterior variance of exac
 data manifold needs towards 0 (the others stay at the prior's 1), so counting v_j < threshold estimates the
 local dimension of x.
 
+gamma is either learned by Adam like every other parameter (``vae.gamma: learned``, optionally with its own
+learning rate ``vae.gamma_lr``) or set every step to its closed-form optimum given the decoder,
+gamma = sqrt(per-pixel MSE of the batch), detached (``closed_form``; Rybkin et al. 2021's "optimal sigma"): then
+gamma can never lag the reconstruction error, which is what made the count track the epoch budget
+(docs/vae.md). Each epoch also records, on held-out digits, sqrt(MSE) and the count per class, from which
+`score_geometry.claims.vae_converged` decides convergence.
+
 Training is resumable like the score model's (`score_geometry.train`): one `torch.Generator` draws every
 random number (epoch permutations, reparameterisation noise, input noise) and its state is checkpointed with
 the model and optimiser at epoch boundaries, so on the CPU a killed and resumed run ends bit-identical to an
@@ -33,6 +40,7 @@ from .train import resume_from, save_state
 log = logging.getLogger(__name__)
 
 ARCHS = ("conv", "mlp")
+GAMMA_MODES = ("learned", "closed_form")
 
 
 # --- networks ---------------------------------------------------------------------------------------
@@ -104,13 +112,19 @@ class VAE(nn.Module):
         decoder: z -> likelihood mean, shape of x.
         gamma_min: floor on gamma (same units as x, here pixels in [-1, 1]); keeps the loss finite once gamma
             reaches the quantisation noise of 8-bit images (2/255 ~ 0.008), where it would otherwise keep shrinking.
+        gamma_mode: ``learned`` (log gamma is a parameter the optimiser moves) or ``closed_form`` (every training
+            step sets gamma to sqrt(per-pixel MSE of the batch), detached; log gamma then takes no gradient).
     """
 
-    def __init__(self, encoder: nn.Module, decoder: nn.Module, *, gamma_min: float = 1e-3) -> None:
+    def __init__(self, encoder: nn.Module, decoder: nn.Module, *, gamma_min: float = 1e-3,
+                 gamma_mode: str = "learned") -> None:
         super().__init__()
+        if gamma_mode not in GAMMA_MODES:
+            raise ValueError(f"vae.gamma must be one of {GAMMA_MODES}, got {gamma_mode!r}")
         self.encoder, self.decoder = encoder, decoder
-        self.log_gamma = nn.Parameter(torch.zeros(()))
+        self.log_gamma = nn.Parameter(torch.zeros(()), requires_grad=gamma_mode == "learned")
         self.gamma_min = float(gamma_min)
+        self.gamma_mode = gamma_mode
 
     @property
     def gamma(self) -> torch.Tensor:
@@ -135,25 +149,61 @@ class VAE(nn.Module):
         z = mean + (0.5 * logvar).exp() * torch.randn(mean.shape, generator=generator, device=mean.device)
         x_hat = self.decoder(z)
         D = x[0].numel()
-        gamma = self.gamma
         sq = (x - x_hat).pow(2).flatten(1).sum(1)
+        if self.gamma_mode == "closed_form":
+            # gamma's optimum given the decoder is sqrt(MSE); set it from this batch, outside the graph.
+            with torch.no_grad():
+                self.log_gamma.copy_(0.5 * torch.log(sq.mean() / D))
+        gamma = self.gamma
         recon = 0.5 * sq / gamma**2 + D * torch.log(gamma) + 0.5 * D * math.log(2 * math.pi)
         kl = 0.5 * (mean.pow(2) + logvar.exp() - logvar - 1).sum(1)
         active = (logvar.detach().exp() < threshold).sum(1).double()
         return {"loss": (recon + kl).mean(), "recon": recon.mean(), "kl": kl.mean(), "mse": sq.mean() / D,
                 "active_dims": active.mean()}
 
+    @torch.no_grad()
+    def heldout_metrics(self, x: torch.Tensor, labels: np.ndarray, *, seed: int, threshold: float = 0.5,
+                        batch_size: int = 256) -> dict[str, Any]:
+        """Eval-mode convergence metrics on held-out points: per-pixel MSE of x against the decoder mean at
+        z ~ q(z | x) (the quantity gamma estimates), and the count of latent dims with posterior variance <
+        `threshold`: mean, std and mean per label (a dict keyed by the label as a string).
+
+        Args:
+            x: (N, *S) held-out data, already noised if the VAE is trained on x_t.
+            labels: (N,) class labels.
+            seed: seed of the reparameterisation noise (a generator of its own: the training draws are untouched).
+        """
+        was_training = self.training
+        self.eval()
+        gen = torch.Generator(device=x.device).manual_seed(seed)
+        sq, counts = [], []
+        for i in range(0, len(x), batch_size):
+            xb = x[i:i + batch_size]
+            mean, logvar = self.encoder(xb)
+            z = mean + (0.5 * logvar).exp() * torch.randn(mean.shape, generator=gen, device=mean.device)
+            sq.append((xb - self.decoder(z)).pow(2).flatten(1).mean(1).double().cpu())
+            counts.append((logvar.exp() < threshold).sum(1).double().cpu())
+        self.train(was_training)
+        mse, n = torch.cat(sq).numpy(), torch.cat(counts).numpy()
+        labels = np.asarray(labels)
+        return {"heldout_mse": float(mse.mean()), "heldout_active_dims": float(n.mean()),
+                "heldout_active_dims_std": float(n.std()),
+                "heldout_active_dims_by_label": {str(int(c)): float(n[labels == c].mean()) for c in np.unique(labels)}}
+
 
 def build_vae(vae_cfg: Mapping[str, Any], data_shape: tuple[int, ...] = (1, 28, 28)) -> VAE:
-    """The VAE of a ``vae:`` config section (``arch``, ``latent_dim``, ``width``) for data of `data_shape`."""
+    """The VAE of a ``vae:`` config section (``arch``, ``latent_dim``, ``width``, ``gamma``: learned (default) or
+    closed_form) for data of `data_shape`."""
     arch, latent, width = vae_cfg["arch"], vae_cfg["latent_dim"], vae_cfg["width"]
+    mode = vae_cfg.get("gamma", "learned")
     if arch == "conv":
         if tuple(data_shape) != (1, 28, 28):
             raise ValueError(f"vae.arch 'conv' needs (1, 28, 28) images, got data_shape {tuple(data_shape)}; "
                              "use vae.arch 'mlp' for other shapes")
-        return VAE(ConvEncoder(latent, width), ConvDecoder(latent, width))
+        return VAE(ConvEncoder(latent, width), ConvDecoder(latent, width), gamma_mode=mode)
     if arch == "mlp":
-        return VAE(MLPEncoder(math.prod(data_shape), latent, width), MLPDecoder(tuple(data_shape), latent, width))
+        return VAE(MLPEncoder(math.prod(data_shape), latent, width), MLPDecoder(tuple(data_shape), latent, width),
+                   gamma_mode=mode)
     raise ValueError(f"vae.arch must be one of {ARCHS}, got {arch!r}")
 
 
@@ -199,17 +249,31 @@ def resume_hash(cfg: Mapping[str, Any]) -> str:
     return io.config_hash({"seed": cfg["seed"], "vae": vae, "sde": cfg["sde"], "t": cfg["t"], "data": data})
 
 
+def _optimizer(model: VAE, vcfg: Mapping[str, Any]) -> torch.optim.Optimizer:
+    """Adam over the trainable parameters; a learned log gamma gets ``vae.gamma_lr`` when it is set."""
+    gamma_lr = vcfg.get("gamma_lr")
+    if model.gamma_mode == "learned" and gamma_lr is not None:
+        rest = [p for name, p in model.named_parameters() if name != "log_gamma"]
+        return torch.optim.Adam([{"params": rest}, {"params": [model.log_gamma], "lr": gamma_lr}], lr=vcfg["lr"])
+    return torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=vcfg["lr"])
+
+
 def train_vae(data: torch.Tensor, cfg: Mapping[str, Any], *, checkpoint_path: str | Path,
-              metrics_path: str | Path, device: torch.device | str = "cpu") -> VAEState:
+              metrics_path: str | Path, device: torch.device | str = "cpu",
+              heldout: tuple[torch.Tensor, np.ndarray] | None = None) -> VAEState:
     """Train (or resume) the VAE to ``cfg["vae"]["epochs"]`` epochs on `data`, noised at ``cfg["t"]`` if set.
 
     Args:
         data: (N, *S) training data (images in [-1, 1]: (N, 1, 28, 28)).
         cfg: ``seed``, ``sde``, ``t`` (None = clean, else x_t = alpha_t x + sigma_t eps with fresh eps every
             batch) and ``vae`` (arch, latent_dim, width, epochs, batch_size, lr, checkpoint_every). Its hash is
-            stored in the checkpoint; one made with a different config is never resumed from.
+            stored in the checkpoint; one made with a different config is never resumed from. ``vae.gamma``
+            (learned | closed_form, default learned) and ``vae.gamma_lr`` (None = ``vae.lr``) set how gamma moves.
         checkpoint_path: rolling training state, rewritten atomically every ``checkpoint_every`` epochs and at the end.
-        metrics_path: JSONL, one record per epoch (epoch, step, loss, recon, kl, mse, gamma, seconds).
+        metrics_path: JSONL, one record per epoch: epoch, step, the training means of loss, recon, kl, mse and
+            active_dims, gamma at the epoch's end, seconds; with `heldout` also `VAE.heldout_metrics`'s keys.
+        heldout: (x (M, *S), labels (M,)) held-out data for the per-epoch convergence metrics, noised at ``t``
+            with the evaluation noise of `local_dims_table` (seed + 1); None records none.
 
     Returns:
         The final VAEState.
@@ -224,8 +288,7 @@ def train_vae(data: torch.Tensor, cfg: Mapping[str, Any], *, checkpoint_path: st
                          f"points, got {data.shape[0]}; lower vae.batch_size")
     torch.manual_seed(cfg["seed"])
     model = build_vae(vcfg, tuple(data.shape[1:])).to(device)
-    state = VAEState(model, torch.optim.Adam(model.parameters(), lr=vcfg["lr"]),
-                     torch.Generator(device=device).manual_seed(cfg["seed"]))
+    state = VAEState(model, _optimizer(model, vcfg), torch.Generator(device=device).manual_seed(cfg["seed"]))
     chash = resume_hash(cfg)
     checkpoint_path = Path(checkpoint_path)
     resume_from(checkpoint_path, state, chash, metrics_path=metrics_path, device=device)
@@ -235,6 +298,8 @@ def train_vae(data: torch.Tensor, cfg: Mapping[str, Any], *, checkpoint_path: st
 
     data = data.to(device)
     n, bs = data.shape[0], vcfg["batch_size"]
+    if heldout is not None:
+        x_held = noisy(heldout[0], cfg["t"], sde, seed=cfg["seed"] + 1).to(device)
     while state.epoch < vcfg["epochs"]:
         t0, sums, nb = time.perf_counter(), {}, 0
         state.model.train()
@@ -259,20 +324,26 @@ def train_vae(data: torch.Tensor, cfg: Mapping[str, Any], *, checkpoint_path: st
                 sums[k] = sums.get(k, 0.0) + v.item()
         state.epoch += 1
         rec = {"epoch": state.epoch, "step": state.step, **{k: v / nb for k, v in sums.items()},
-               "gamma": state.model.gamma.item(), "seconds": time.perf_counter() - t0}
+               "gamma": state.model.gamma.item()}
+        if heldout is not None:
+            rec.update(state.model.heldout_metrics(x_held, heldout[1], seed=cfg["seed"] + 1,
+                                                   threshold=vcfg["threshold"]))
+        rec["seconds"] = time.perf_counter() - t0
         io.append_jsonl(metrics_path, rec)
-        log.info("epoch %d: loss %.1f, kl %.1f, gamma %.4f, active dims %.1f", state.epoch, rec["loss"], rec["kl"],
-                 rec["gamma"], rec["active_dims"])
+        log.info("epoch %d: loss %.1f, kl %.1f, gamma %.4f, sqrt(mse) %.4f, active dims %.1f (held-out %s)",
+                 state.epoch, rec["loss"], rec["kl"], rec["gamma"], math.sqrt(rec["mse"]), rec["active_dims"],
+                 f"{rec['heldout_active_dims']:.1f}" if heldout is not None else "-")
         if state.epoch % vcfg["checkpoint_every"] == 0:
             save()
     save()
     return state
 
 
-def final_checkpoint(state: VAEState, cfg: Mapping[str, Any], data_shape: tuple[int, ...]) -> dict[str, Any]:
-    """What evaluation needs: weights, data shape, epoch/step and the resolved config."""
+def final_checkpoint(state: VAEState, cfg: Mapping[str, Any], data_shape: tuple[int, ...],
+                     n_train: int | None = None) -> dict[str, Any]:
+    """What evaluation needs: weights, data shape, epoch/step, the number of training points and the resolved config."""
     return {"kind": "vae", "state": state.model.state_dict(), "data_shape": list(data_shape),
-            "epoch": state.epoch, "step": state.step, "config": dict(cfg)}
+            "epoch": state.epoch, "step": state.step, "n_train": n_train, "config": dict(cfg)}
 
 
 def load_vae(checkpoint: Mapping[str, Any], *, device: torch.device | str = "cpu") -> VAE:
@@ -283,13 +354,17 @@ def load_vae(checkpoint: Mapping[str, Any], *, device: torch.device | str = "cpu
 
 
 def fit_vae(data: torch.Tensor, cfg: Mapping[str, Any], *, checkpoint_path: str | Path, metrics_path: str | Path,
-            device: torch.device | str = "cpu", threads: int = 1) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Train the VAE (resumably); return the final checkpoint and the options dict to dump beside it."""
-    state = train_vae(data, cfg, checkpoint_path=checkpoint_path, metrics_path=metrics_path, device=device)
+            device: torch.device | str = "cpu", threads: int = 1,
+            heldout: tuple[torch.Tensor, np.ndarray] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Train the VAE (resumably, with `train_vae`'s held-out metrics); return the final checkpoint and the
+    options dict to dump beside it."""
+    state = train_vae(data, cfg, checkpoint_path=checkpoint_path, metrics_path=metrics_path, device=device,
+                      heldout=heldout)
     options = {**dict(cfg), "n_parameters": sum(p.numel() for p in state.model.parameters()),
-               "final_epoch": state.epoch, "final_step": state.step, "final_gamma": state.model.gamma.item(),
-               "device": str(device), "threads": threads, "torch_version": torch.__version__}
-    return final_checkpoint(state, cfg, tuple(data.shape[1:])), options
+               "n_train": int(data.shape[0]), "final_epoch": state.epoch, "final_step": state.step,
+               "final_gamma": state.model.gamma.item(), "device": str(device), "threads": threads,
+               "torch_version": torch.__version__}
+    return final_checkpoint(state, cfg, tuple(data.shape[1:]), int(data.shape[0])), options
 
 
 # --- local dimension ---------------------------------------------------------------------------------
@@ -319,8 +394,18 @@ def noisy(x: torch.Tensor, t: float | None, sde: VPSDE, *, seed: int) -> torch.T
     return alpha * x + sigma * eps
 
 
+def training_label(checkpoint: Mapping[str, Any]) -> str:
+    """What a VAE was trained on, for legends: ``mnist5k, 4,500 images, 20 epochs`` (``t=0.3`` appended if noisy)."""
+    data = checkpoint["config"].get("data") or {}
+    n = checkpoint.get("n_train")
+    what = f"{data.get('dataset', 'data')}, " + (f"{n:,} images, " if n else "")
+    t = checkpoint["config"].get("t")
+    return what + f"{checkpoint['epoch']} epochs" + ("" if t is None else f", x_t at t={t:g}")
+
+
 def local_dims_table(checkpoints: Mapping[str, Mapping[str, Any]], points: Mapping[str, tuple[torch.Tensor, np.ndarray]],
-                     *, threshold: float, seed: int, device: torch.device | str = "cpu") -> "pd.DataFrame":
+                     *, threshold: float, seed: int, device: torch.device | str = "cpu",
+                     metrics: Mapping[str, list[dict]] | None = None) -> "pd.DataFrame":
     """Tidy table of VAE local dimensions.
 
     Args:
@@ -330,30 +415,69 @@ def local_dims_table(checkpoints: Mapping[str, Mapping[str, Any]], points: Mappi
             Noisy VAEs are evaluated on ``heldout`` only (the samples are already at the smallest t).
         threshold: posterior variance below which a latent dim counts (Appendix B: 0.5).
         seed: seed of the evaluation noise.
+        metrics: condition name -> that VAE's per-epoch metrics records; its verdict of
+            `score_geometry.claims.vae_converged` fills ``converged`` (False for a condition without records).
 
     Returns:
-        Columns estimator ("vae"), dataset, condition, point, label, t (NaN for clean), local_dim.
+        Columns estimator ("vae"), dataset, condition, point, label, t (NaN for clean), local_dim, and per
+        condition: converged (bool), epochs, trained_on (`training_label`).
     """
     import pandas as pd
+
+    from .claims import vae_converged
 
     rows = []
     for cond, ckpt in checkpoints.items():
         t = ckpt["config"]["t"]
         model = load_vae(ckpt, device=device)
         sde = VPSDE(**ckpt["config"]["sde"])
+        records = (metrics or {}).get(cond) or []
+        converged = bool(records) and vae_converged(records)[0]
         for name, (x, labels) in points.items():
             if t is not None and name != "heldout":
                 continue
             dims = vae_local_dims(model, noisy(x, t, sde, seed=seed), threshold=threshold)
             rows.append(pd.DataFrame({"estimator": "vae", "dataset": name, "condition": cond,
                                       "point": np.arange(len(x)), "label": np.asarray(labels, dtype=np.int64),
-                                      "t": np.nan if t is None else float(t), "local_dim": dims.astype(np.float64)}))
+                                      "t": np.nan if t is None else float(t), "local_dim": dims.astype(np.float64),
+                                      "converged": converged, "epochs": int(ckpt["epoch"]),
+                                      "trained_on": training_label(ckpt)}))
+    return pd.concat(rows, ignore_index=True)
+
+
+def posterior_variance_table(checkpoints: Mapping[str, Mapping[str, Any]], x: torch.Tensor, labels: np.ndarray, *,
+                             seed: int, per_class: int = 100, device: torch.device | str = "cpu") -> "pd.DataFrame":
+    """Every latent dim's posterior variance on held-out points (the histogram of docs/vae.md: is it bimodal?).
+
+    Args:
+        checkpoints: condition name -> VAE checkpoint, as in `local_dims_table` (points noised at its ``t``).
+        x: (N, 1, 28, 28) held-out points in [-1, 1]; labels: (N,).
+        seed: seed of the evaluation noise (the same as `local_dims_table`'s).
+        per_class: at most this many points of each label (the first ones), to keep the table small.
+
+    Returns:
+        Columns condition, point, label, latent, variance (float64); one row per point and latent dim.
+    """
+    import pandas as pd
+
+    labels = np.asarray(labels, dtype=np.int64)
+    keep = np.concatenate([np.flatnonzero(labels == c)[:per_class] for c in np.unique(labels)])
+    keep.sort()
+    rows = []
+    for cond, ckpt in checkpoints.items():
+        model = load_vae(ckpt, device=device)
+        xt = noisy(x, ckpt["config"]["t"], VPSDE(**ckpt["config"]["sde"]), seed=seed)[keep]
+        var = posterior_variances(model, xt)
+        n, k = var.shape
+        rows.append(pd.DataFrame({"condition": cond, "point": np.repeat(keep, k), "label": np.repeat(labels[keep], k),
+                                  "latent": np.tile(np.arange(k), n), "variance": var.ravel()}))
     return pd.concat(rows, ignore_index=True)
 
 
 def clean_heldout_local_dims(table: "pd.DataFrame") -> "pd.DataFrame":
-    """The clean VAE's local dims on held-out digits (a `local_dim` column), the baseline for
-    `score_geometry.plots.fig3_local_dims(diagnostics, baseline=...)`."""
+    """The clean VAE's local dims on held-out digits (a `local_dim` column; with `local_dims_table`'s converged,
+    epochs and trained_on), the baseline for `score_geometry.plots.fig3_local_dims(diagnostics, baseline=...)`,
+    which draws it only when converged."""
     sel = (table["estimator"] == "vae") & (table["condition"] == "clean") & (table["dataset"] == "heldout")
     return table.loc[sel].reset_index(drop=True)
 

@@ -32,6 +32,7 @@ FIGURES = (
     "fig1_toy",
     "skew_shares",
     "training_loss",
+    "vae_convergence",
 )
 TABLE_FILES = ("spectra.parquet", "local_dims.parquet", "overlaps.parquet", "diagnostics.parquet")
 

@@ -35,11 +35,13 @@ rule train_vae:
 rule vae_local_dims:
     input:
         models=expand(f"{OUT}/vae/{{condition}}/vae.pt", condition=VAE_CONDITIONS),
+        metrics=expand(f"{OUT}/vae/{{condition}}/metrics.jsonl", condition=VAE_CONDITIONS),
         data=f"{OUT}/data/dataset.h5",
         sequences=f"{OUT}/samples/sequences.h5",
         predictions=f"{OUT}/samples/predictions.parquet",
     output:
-        f"{OUT}/vae/local_dims.parquet",
+        local_dims=f"{OUT}/vae/local_dims.parquet",
+        variances=f"{OUT}/vae/posterior_variances.parquet",
     log:
         f"logs/vae_local_dims/{RUN}.log",
     benchmark:
@@ -54,6 +56,38 @@ rule vae_local_dims:
         vae=config["vae"],
     script:
         "../scripts/vae_local_dims.py"
+
+
+rule plot_vae_convergence:
+    input:
+        metrics=expand(f"{OUT}/vae/{{condition}}/metrics.jsonl", condition=VAE_CONDITIONS),
+        variances=f"{OUT}/vae/posterior_variances.parquet",
+        local_dims=f"{OUT}/vae/local_dims.parquet",
+    output:
+        pdf=f"{OUT}/figures/vae_convergence.pdf",
+        png=report(
+            f"{OUT}/figures/vae_convergence.png",
+            caption="../report/vae_convergence.rst",
+            category="1. Figures",
+            labels={
+                "figure": "VAE convergence",
+                "content": "gamma vs sqrt(MSE), count vs epoch, posterior variances",
+            },
+        ),
+    log:
+        f"logs/plot_vae_convergence/{RUN}.log",
+    conda:
+        ENV
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        dpi=config["plots"]["dpi"],
+        threshold=config["vae"]["threshold"],
+        conditions=VAE_CONDITIONS,
+        code=plot_code("vae_convergence_figure", "score_geometry.plots_estimators"),
+    script:
+        "../scripts/plot_vae_convergence.py"
 
 
 rule estimate_dims:
