@@ -139,3 +139,12 @@ def test_vpsde_rejects_bad_betas():
     with pytest.raises(ValueError, match="beta_min"):
         VPSDE(20.0, 0.1)
     assert np.isfinite(SDE.sigma(torch.tensor(1.0)).item())
+
+
+def test_scales_at_one_time_are_the_float64_alpha_and_sigma():
+    sde = VPSDE(beta_min=0.1, beta_max=20.0)
+    for t in (1e-5, 0.01, 0.3, 1.0):
+        alpha, sigma = sde.scales(t)
+        tt = torch.tensor(t, dtype=torch.float64)
+        assert (alpha, sigma) == (float(sde.alpha(tt)), float(sde.sigma(tt)))
+        assert alpha**2 + sigma**2 == pytest.approx(1.0, rel=1e-14)

@@ -91,11 +91,6 @@ def classical_table(points: np.ndarray, labels: np.ndarray, reference: np.ndarra
 
 # --- score-based estimators ---------------------------------------------------------------------------
 
-def _scales(sde: VPSDE, t: float) -> tuple[float, float]:
-    tt = torch.tensor(float(t), dtype=torch.float64)
-    return float(sde.alpha(tt)), float(sde.sigma(tt))
-
-
 @torch.no_grad()
 def normal_bundle_spectrum(score_fn: ScoreFn, x0: torch.Tensor, t: float, *, sde: VPSDE, n_perturbations: int,
                            generator: torch.Generator, batch_size: int = 256, center: bool = True) -> np.ndarray:
@@ -119,7 +114,7 @@ def normal_bundle_spectrum(score_fn: ScoreFn, x0: torch.Tensor, t: float, *, sde
     Returns:
         (min(D, K),) float64.
     """
-    alpha, sigma = _scales(sde, t)
+    alpha, sigma = sde.scales(t)
     cols = []
     for b0 in range(0, n_perturbations, batch_size):
         nb = min(batch_size, n_perturbations - b0)
@@ -189,7 +184,7 @@ def flipd(score_fn: ScoreFn, x0: torch.Tensor, t: float, *, sde: VPSDE, probes: 
     Returns:
         (B,) float64.
     """
-    alpha, sigma = _scales(sde, t)
+    alpha, sigma = sde.scales(t)
     D = math.prod(x0.shape[1:])
     y = alpha * x0
     tt = torch.full((x0.shape[0],), float(t), dtype=x0.dtype, device=x0.device)

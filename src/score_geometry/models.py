@@ -54,9 +54,9 @@ def expected_local_dim(checkpoint: Mapping[str, Any], t: float, *, kappa: float)
     if checkpoint.get("kind", "unet") != "gaussian_oracle":
         return None
     sde = VPSDE(**checkpoint["config"]["sde"])
-    tt = torch.tensor(t, dtype=torch.float64)
     lam = np.asarray(checkpoint["state"]["variances"], dtype=np.float64)
-    return int(np.sum(float(sde.alpha(tt)) ** 2 * lam >= kappa * float(sde.sigma(tt)) ** 2))
+    alpha, sigma = sde.scales(t)
+    return int(np.sum(alpha**2 * lam >= kappa * sigma**2))
 
 
 def fit_score_model(images: torch.Tensor, cfg: Mapping[str, Any], *, checkpoint_path, metrics_path,

@@ -46,6 +46,11 @@ class VPSDE:
         """Noise std sigma_t = sqrt(1 - alpha_t^2), computed with expm1 so it stays accurate near t = 0."""
         return torch.sqrt(-torch.expm1(-self.integrated_beta(t)))
 
+    def scales(self, t: float) -> tuple[float, float]:
+        """(alpha_t, sigma_t) at one time `t` as Python floats, computed in float64."""
+        tt = torch.tensor(float(t), dtype=torch.float64)
+        return float(self.alpha(tt)), float(self.sigma(tt))
+
     def marginal_prob(self, x0: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and std of q(x_t | x_0).
 

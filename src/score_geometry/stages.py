@@ -182,8 +182,7 @@ def denoised_at_times(checkpoint: Mapping[str, Any], x_t: np.ndarray, t: Sequenc
     x = torch.as_tensor(x_t, dtype=torch.float32)
     out = torch.empty_like(x)
     for j, tj in enumerate(t):
-        tt = torch.tensor(float(tj), dtype=torch.float64)
-        alpha, sigma = float(sde.alpha(tt)), float(sde.sigma(tt))
+        alpha, sigma = sde.scales(tj)
         for i in range(0, len(x), batch_size):
             xb = x[i:i + batch_size, j].unsqueeze(1)
             g = score(xb, torch.full((len(xb),), float(tj)))

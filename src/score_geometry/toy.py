@@ -317,8 +317,7 @@ def analyse_toy_field(g: ScoreFn, surface: SphereVMFMixture, toy_cfg: Mapping[st
     rng = np.random.default_rng(toy_cfg["points_seed"])
     rows = []
     for t in toy_cfg["times"]:
-        tt = torch.tensor(t, dtype=torch.float64)
-        alpha, sigma = float(sde.alpha(tt)), float(sde.sigma(tt))
+        alpha, sigma = sde.scales(t)
         y = surface.sample(toy_cfg["n_points"], seed=int(rng.integers(2**31)))
         x = torch.from_numpy(alpha * y + sigma * rng.standard_normal(y.shape))
         with torch.no_grad():
@@ -444,8 +443,7 @@ def toy_field(surface: SphereVMFMixture, g_model: ScoreFn, g_exact: ScoreFn, sde
     """Arrays for Fig. 1: learned/exact score, curl, asymmetry ||J - J^T||_F / ||J||_F and normals at n Fibonacci
     points on the sphere of radius alpha_t R (where the noised density concentrates), and the clean density p(u)
     on a (theta, phi) mesh."""
-    tt = torch.tensor(t, dtype=torch.float64)
-    alpha, sigma = float(sde.alpha(tt)), float(sde.sigma(tt))
+    alpha, sigma = sde.scales(t)
     u = fibonacci_sphere(n)
     x = torch.from_numpy(alpha * surface.radius * u)
     with torch.no_grad():

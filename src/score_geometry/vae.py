@@ -234,10 +234,7 @@ class VAEState:
 
 def noise_scales(t: float | None, sde: VPSDE) -> tuple[float, float]:
     """(alpha_t, sigma_t) of the VP-SDE at `t`; (1, 0) for clean data (t None)."""
-    if t is None:
-        return 1.0, 0.0
-    tt = torch.tensor(float(t), dtype=torch.float64)
-    return float(sde.alpha(tt)), float(sde.sigma(tt))
+    return (1.0, 0.0) if t is None else sde.scales(t)
 
 
 def resume_hash(cfg: Mapping[str, Any]) -> str:
