@@ -135,7 +135,7 @@ BUILTIN_DEFAULT: dict[str, dict[str, Any]] = {
               "checkpoint_every": 250, "log_every": 50},
     "sample": {"n_images": 128, "batch_size": 128, "n_steps": 1000, "t_end": 1.0e-3,
                "times": [0.01, 0.03, 0.05, 0.15, 0.3], "seed": 1},
-    "jacobian": {"n_images": 32, "shards": 4, "chunk_size": None, "dtype": "float32", "method": "auto",
+    "jacobian": {"n_images": 128, "shards": 8, "chunk_size": None, "dtype": "float32", "method": "auto",
                  "memory_format": "auto"},
     "analysis": {"kappa": 0.1},
     "calibration": {"n_images": 8, "seed": 2},
