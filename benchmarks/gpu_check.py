@@ -128,7 +128,8 @@ KEPT_KEYS: dict[str, tuple[str, ...] | None] = {
 #: Copies of config.yaml's sections in KEPT_KEYS, for machines without PyYAML (a test keeps them equal).
 BUILTIN_DEFAULT: dict[str, dict[str, Any]] = {
     "sde": {"beta_min": 0.1, "beta_max": 20.0},
-    "model": {"score_model": "unet", "oracle_rank": 16, "parameterisation": "x0", "channels": [32, 64, 64],
+    "model": {"source": "train", "path": None, "kwargs": {}, "score_model": "unet", "oracle_rank": 16,
+              "parameterisation": "x0", "channels": [32, 64, 64],
               "num_res_blocks": 1, "attention": False, "dropout": 0.0, "groups": 8},
     "train": {"steps": 2500, "batch_size": 64, "lr": 1.0e-3, "warmup_steps": 100, "ema_decay": 0.999,
               "grad_clip": 1.0, "t_min": 1.0e-5, "t_sampling": "uniform", "loss": "native",
