@@ -68,6 +68,9 @@ def test_every_imported_third_party_module_is_declared():
     """sklearn was imported but not declared: scan the package's imports against the declared names."""
     import_names = {"sklearn": "scikit-learn", "skdim": "scikit-dimension", "yaml": "pyyaml", "PIL": "pillow"}
     declared = {_norm(Requirement(r).name) for r in PYPROJECT["dependencies"]}
+    # optional features (e.g. model.source: diffusers) import their extra lazily, with an install hint
+    declared |= {_norm(Requirement(r).name) for extra, reqs in PYPROJECT["optional-dependencies"].items()
+                 if extra != "test" for r in reqs}
     # pillow comes with matplotlib/torchvision; packaging with snakemake
     transitive = {"pillow", "packaging"}
     stdlib = set(sys.stdlib_module_names)

@@ -271,6 +271,11 @@ def test_skew_shares_figure_draws_the_relative_measures(tmp_path):
     assert len(fig.axes) == 2
     io.save_figure(fig, [tmp_path / "skew.png"], dpi=50)
     assert (tmp_path / "skew.png").stat().st_size > 1000
+    # a run with no positive ratio anywhere (tiny runs: r_t = 0, no on-manifold block) still draws
+    diag[["skew_rel_ratio", "skew_rel_ratio_w"]] = 0.0
+    fig = skew_shares_figure(diag)
+    assert fig.axes[1].get_yscale() == "linear"
+    io.save_figure(fig, [tmp_path / "skew0.png"], dpi=50)
 
 
 # --- the toy rules end-to-end -----------------------------------------------------------------------------

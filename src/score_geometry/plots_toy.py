@@ -171,8 +171,13 @@ def skew_shares_figure(diagnostics: "pd.DataFrame", *, dim: int = 784) -> plt.Fi
         ax.axhline(1.0, color="0.3", ls=":", lw=1)
         ax.axhline(2.0, color="0.3", ls="--", lw=1)
         ax.text(d["t"].max(), 2.1, "claim threshold", fontsize=7, color="0.3", ha="right")
-        ax.set(xscale="log", yscale="log", xlabel="t",
-               ylabel="$\\rho$: block $\\|H\\|/\\|J\\|$, on-manifold / largest other")
+        ratios = d[["skew_rel_ratio", "skew_rel_ratio_w"]].to_numpy(dtype=float)
+        if (np.isfinite(ratios) & (ratios > 0)).any():  # else (e.g. r_t = 0 everywhere) a log axis has nothing
+            ax.set(yscale="log")
+        else:
+            ax.text(0.5, 0.5, "no positive ratio (e.g. r_t = 0: no on-manifold block)", transform=ax.transAxes,
+                    ha="center", fontsize=7, color="0.3")
+        ax.set(xscale="log", xlabel="t", ylabel="$\\rho$: block $\\|H\\|/\\|J\\|$, on-manifold / largest other")
         ax.set_title("relative asymmetry ratio (first $r_t$ directions)", fontsize=9)
         ax.legend(fontsize=7, loc="best", framealpha=0.9)
     fig.tight_layout()
