@@ -271,11 +271,14 @@ def test_skew_shares_figure_draws_the_relative_measures(tmp_path):
     assert len(fig.axes) == 2
     io.save_figure(fig, [tmp_path / "skew.png"], dpi=50)
     assert (tmp_path / "skew.png").stat().st_size > 1000
-    # a run with no positive ratio anywhere (tiny runs: r_t = 0, no on-manifold block) still draws
+    # runs whose median ratio is 0 at every t (tiny runs: r_t = 0, no on-manifold block), with or without a few
+    # positive values, still draw, on a linear axis
     diag[["skew_rel_ratio", "skew_rel_ratio_w"]] = 0.0
-    fig = skew_shares_figure(diag)
-    assert fig.axes[1].get_yscale() == "linear"
-    io.save_figure(fig, [tmp_path / "skew0.png"], dpi=50)
+    for positive in ([], [0, 5]):
+        diag.loc[positive, "skew_rel_ratio"] = 3.0
+        fig = skew_shares_figure(diag)
+        assert fig.axes[1].get_yscale() == "linear"
+        io.save_figure(fig, [tmp_path / "skew0.png"], dpi=50)
 
 
 # --- the toy rules end-to-end -----------------------------------------------------------------------------

@@ -171,9 +171,11 @@ def skew_shares_figure(diagnostics: "pd.DataFrame", *, dim: int = 784) -> plt.Fi
         ax.axhline(1.0, color="0.3", ls=":", lw=1)
         ax.axhline(2.0, color="0.3", ls="--", lw=1)
         ax.text(d["t"].max(), 2.1, "claim threshold", fontsize=7, color="0.3", ha="right")
-        ratios = d[["skew_rel_ratio", "skew_rel_ratio_w"]].to_numpy(dtype=float)
-        if (np.isfinite(ratios) & (ratios > 0)).any():  # else (e.g. r_t = 0 everywhere) a log axis has nothing
-            ax.set(yscale="log")
+        # a log axis needs positive medians to draw (tiny runs: r_t = 0, no on-manifold block, every ratio 0)
+        med = d.groupby("t")[["skew_rel_ratio", "skew_rel_ratio_w"]].median().to_numpy(dtype=float)
+        pos = med[np.isfinite(med) & (med > 0)]
+        if pos.size:
+            ax.set(yscale="log", ylim=(min(pos.min(), 1.0) / 3, max(min(pos.max(), 1e6), 2.0) * 3))
         else:
             ax.text(0.5, 0.5, "no positive ratio (e.g. r_t = 0: no on-manifold block)", transform=ax.transAxes,
                     ha="center", fontsize=7, color="0.3")
