@@ -279,6 +279,9 @@ def test_skew_shares_figure_draws_the_relative_measures(tmp_path):
         fig = skew_shares_figure(diag)
         assert fig.axes[1].get_yscale() == "linear"
         io.save_figure(fig, [tmp_path / "skew0.png"], dpi=50)
+    # r_t = D everywhere (an untrained tiny model): no off-manifold block, every ratio NaN
+    diag["local_dim"], diag[["skew_rel_ratio", "skew_rel_ratio_w"]] = 784, np.nan
+    io.save_figure(skew_shares_figure(diag), [tmp_path / "skew_nan.png"], dpi=50)
 
 
 # --- the toy rules end-to-end -----------------------------------------------------------------------------

@@ -179,7 +179,9 @@ def skew_shares_figure(diagnostics: "pd.DataFrame", *, dim: int = 784) -> plt.Fi
         else:
             ax.text(0.5, 0.5, "no positive ratio (e.g. r_t = 0: no on-manifold block)", transform=ax.transAxes,
                     ha="center", fontsize=7, color="0.3")
-        ax.set(xscale="log", xlabel="t", ylabel="$\\rho$: block $\\|H\\|/\\|J\\|$, on-manifold / largest other")
+        ax.set(xlabel="t", ylabel="$\\rho$: block $\\|H\\|/\\|J\\|$, on-manifold / largest other")
+        if len(d):  # the t range, also where no ratio is finite (r_t = D: no off-manifold block to compare with)
+            ax.set(xscale="log", xlim=(d["t"].min() / 1.5, d["t"].max() * 1.5))
         ax.set_title("relative asymmetry ratio (first $r_t$ directions)", fontsize=9)
         ax.legend(fontsize=7, loc="best", framealpha=0.9)
     fig.tight_layout()
