@@ -18,7 +18,7 @@ class ConfigError(ValueError):
 
 #: Held-out images of the data sets with a fixed test split (mnist5k's is data.heldout_per_class x 10 classes).
 HELDOUT_IMAGES = {"mnist": 10_000, "fashion-mnist": 10_000}
-_MAX_LINE = 300
+_MAX_LINE = 300  # characters of one error line; a long offending value is cut
 
 #: ``toy:`` keys the toy MLP's training depends on (the rest are analysis and figure options).
 TOY_TRAINING_KEYS = ("seed", "surface", "n_train", "data_seed", "model", "train")
@@ -27,7 +27,7 @@ TOY_TRAINING_KEYS = ("seed", "surface", "n_train", "data_seed", "model", "train"
 def toy_training_section(toy_cfg: Mapping[str, Any]) -> dict[str, Any]:
     """The part of the ``toy:`` section that `toy.fit_toy_model` reads (:data:`TOY_TRAINING_KEYS`): the
     `train_toy` rule's params, so an analysis or figure option never retrains the MLP."""
-    return {k: toy_cfg[k] for k in TOY_TRAINING_KEYS}  # characters of one error line; a long offending value is cut
+    return {k: toy_cfg[k] for k in TOY_TRAINING_KEYS}
 
 
 def validate_config(config: Mapping[str, Any], schema: Mapping[str, Any]) -> dict[str, Any]:

@@ -246,10 +246,11 @@ def _diffusers(reference: Mapping[str, Any], opt: LoadOptions) -> ScoreModel:
     unet = unet.to(device=opt.device, dtype=opt.dtype).eval().requires_grad_(False)
     prediction = scheduler.config.prediction_type
     log_alpha_bar = np.log(scheduler.alphas_cumprod.double().numpy())
-    score = diffusers_score(lambda x, k: unet(x, k).sample, prediction, log_alpha_bar, _sde(reference))
+    sde = _sde(reference)
+    score = diffusers_score(lambda x, k: unet(x, k).sample, prediction, log_alpha_bar, sde)
     size = unet.config.sample_size
     shape = (unet.config.in_channels, *((size, size) if isinstance(size, int) else size))
-    return ScoreModel(score, tuple(int(s) for s in shape), _sde(reference), "diffusers", prediction)
+    return ScoreModel(score, tuple(int(s) for s in shape), sde, "diffusers", prediction)
 
 
 def external_reference(cfg: Mapping[str, Any], image_shape: tuple[int, ...]) -> dict[str, Any]:

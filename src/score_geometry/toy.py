@@ -31,6 +31,8 @@ from typing import TYPE_CHECKING, Any, Mapping
 import numpy as np
 import torch
 
+from .config import TOY_TRAINING_KEYS as TRAINING_KEYS  # noqa: F401 (re-exported)
+from .config import toy_training_section as training_section  # noqa: F401 (re-exported)
 from .jacobian import batch_jacobian
 from .score import ScoreFn, make_score_fn
 from .sde import VPSDE
@@ -192,7 +194,6 @@ def fibonacci_sphere(n: int) -> np.ndarray:
 
 # --- training ----------------------------------------------------------------------------------------------
 
-from .config import TOY_TRAINING_KEYS as TRAINING_KEYS, toy_training_section as training_section  # noqa: E402
 
 
 def toy_train_config(toy_cfg: Mapping[str, Any], sde_cfg: Mapping[str, Any]) -> dict[str, Any]:
