@@ -23,28 +23,9 @@ include: "workflow/rules/vae.smk"
 include: "workflow/rules/report.smk"
 
 
-# Tiny jobs run where Snakemake runs, not as cluster jobs.
-localrules:
-    all,
-    aggregate_spectra,
-    summarise_results,
-    evaluate_claims,
-    summarise_benchmarks,
-    plot_fig2,
-    plot_fig3_cosines,
-    plot_fig3_spectrum,
-    plot_fig3_local_dims,
-    plot_fig4,
-    plot_fig1,
-    plot_skew_shares,
-    compare_estimators,
-    plot_estimators,
-    plot_training_loss,
-    plot_vae_convergence,
-    summarise_quality,
-
-
+# Tiny jobs (figures, tables) run where Snakemake runs, not as cluster jobs: `localrule: True` in their rules.
 rule all:
     default_target: True
     input:
         final_outputs(),
+    localrule: True

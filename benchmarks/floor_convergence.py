@@ -1,6 +1,6 @@
 """How the noise-floor calibration ratio converges with training steps (docs/calibration.md).
 
-    python benchmarks/floor_convergence.py --name eps --set model.parameterisation=eps \
+    python benchmarks/floor_convergence.py --name eps --set model.parameterisation=eps train.t_sampling=uniform \
         --budgets 625 1250 2500 5000 --cores 1 --out docs/data/floor_convergence.csv
 
     python benchmarks/floor_convergence.py --plot docs/data/floor_convergence.csv docs/figures/floor_convergence.png

@@ -129,10 +129,10 @@ KEPT_KEYS: dict[str, tuple[str, ...] | None] = {
 BUILTIN_DEFAULT: dict[str, dict[str, Any]] = {
     "sde": {"beta_min": 0.1, "beta_max": 20.0},
     "model": {"source": "train", "path": None, "kwargs": {}, "score_model": "unet", "oracle_rank": 16,
-              "parameterisation": "x0", "channels": [32, 64, 64],
+              "parameterisation": "eps", "channels": [32, 64, 64],
               "num_res_blocks": 1, "attention": False, "dropout": 0.0, "groups": 8},
     "train": {"steps": 2500, "batch_size": 64, "lr": 1.0e-3, "warmup_steps": 100, "ema_decay": 0.999,
-              "grad_clip": 1.0, "t_min": 1.0e-5, "t_sampling": "uniform", "loss": "native",
+              "grad_clip": 1.0, "t_min": 1.0e-5, "t_sampling": "mixture", "loss": "native",
               "checkpoint_every": 250, "log_every": 50},
     "sample": {"n_images": 128, "batch_size": 128, "n_steps": 1000, "t_end": 1.0e-3,
                "times": [0.01, 0.03, 0.05, 0.15, 0.3], "seed": 1},
@@ -146,7 +146,7 @@ BUILTIN_DEFAULT: dict[str, dict[str, Any]] = {
 BUILTIN_PAPER_OVERRIDES: dict[str, dict[str, Any]] = {
     "model": {"parameterisation": "eps", "channels": [64, 128, 128], "num_res_blocks": 2, "attention": True},
     "train": {"steps": 540000, "batch_size": 2048, "lr": 3.0e-4, "warmup_steps": 5000, "ema_decay": 0.9999,
-              "loss": "native", "checkpoint_every": 5000, "log_every": 500},
+              "loss": "native", "t_sampling": "uniform", "checkpoint_every": 5000, "log_every": 500},
     "sample": {"n_images": 128, "batch_size": 128, "n_steps": 1000, "times": [0.01, 0.03, 0.05, 0.15, 0.3]},
     "jacobian": {"n_images": 128, "shards": 16},
     "calibration": {"n_images": 32},

@@ -53,13 +53,14 @@ def test_comparison_table_one_row_per_run_and_t():
 @pytest.mark.slow
 def test_compare_workflow_on_the_tiny_preset(tiny_run):
     """The README's comparison command on the tiny preset: three runs (x0, eps, oracle) as modules with their own
-    configs, then the comparison. The x0 run is the tiny run already computed by the single-run command: it is
-    reused (no x0 job runs), nothing is left to do afterwards, and one run's change reruns only that run."""
-    workflow_dir = tiny_run  # adds results/tiny_eps, oracle and comparison_tiny; results/tiny is only read
+    configs, then the comparison. The eps run is the tiny run already computed by the single-run command (the
+    default parameterisation): it is reused (no eps job runs), nothing is left to do afterwards, and one run's
+    change reruns only that run."""
+    workflow_dir = tiny_run  # adds results/tiny_x0, oracle and comparison_tiny; results/tiny is only read
     args = ("-s", "workflow/compare.smk", "--cores", "2", "--configfile", "presets/compare_tiny.yaml")
     proc = run_snakemake(workflow_dir, *args, timeout=1500)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-6000:]
-    assert "rule x0_" not in proc.stdout + proc.stderr  # same config, key order included, as the single run
+    assert "rule eps_" not in proc.stdout + proc.stderr  # same config, key order included, as the single run
     assert "rule oracle_train_model" in proc.stdout + proc.stderr  # the same rule builds the oracle checkpoint
     assert_oracle_geometry(workflow_dir / "results" / "oracle")
     out = workflow_dir / "results" / "comparison_tiny"
@@ -72,14 +73,13 @@ def test_compare_workflow_on_the_tiny_preset(tiny_run):
     assert list(claims.columns) == ["eps", "oracle", "x0"] and len(claims) >= 10
     per_run = pd.read_csv(workflow_dir / "results" / "oracle" / "stats" / "claims.csv").set_index("id")["verdict"]
     assert claims["oracle"].sort_index().equals(per_run.sort_index())
-    for run in ("tiny", "tiny_eps", "oracle"):
+    for run in ("tiny", "tiny_x0", "oracle"):
         assert (workflow_dir / "results" / run / "stats" / "claims.csv").exists()
     assert (out / "comparison.png").stat().st_size > 1000
     again = run_snakemake(workflow_dir, "-n", *args)
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
-    (workflow_dir / "eps_more.yaml").write_text(
-        "runs:\n  eps:\n    set: {jacobian: {n_images: 4, shards: 2}, analysis: {kappa: 0.2}}\n")
-    plan = run_snakemake(workflow_dir, "-n", *args[:-1], "presets/compare_tiny.yaml", "eps_more.yaml")
+    (workflow_dir / "x0_more.yaml").write_text("runs:\n  x0:\n    set: {analysis: {kappa: 0.2}}\n")
+    plan = run_snakemake(workflow_dir, "-n", *args[:-1], "presets/compare_tiny.yaml", "x0_more.yaml")
     jobs = {line.split()[0] for line in (plan.stdout + plan.stderr).splitlines()
             if line.strip() and line.split()[0].startswith(("x0_", "eps_", "oracle_"))}
-    assert jobs and all(j.startswith("eps_") for j in jobs), jobs
+    assert jobs and all(j.startswith("x0_") for j in jobs), jobs

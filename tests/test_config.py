@@ -205,6 +205,24 @@ def test_calibration_cannot_ask_for_more_images_than_are_held_out(data, most):
         check_config(cfg)
 
 
+def test_blobs_calibration_is_bounded_by_its_heldout_split():
+    cfg = _default_config()
+    cfg["data"]["dataset"] = "blobs"
+    cfg["data"]["blobs"]["n_heldout"] = 5
+    cfg["calibration"]["n_images"] = 6
+    with pytest.raises(ConfigError, match=r"exceeds the 5 held-out images of data.dataset=blobs \(data.blobs.n_heldout\)"):
+        check_config(cfg)
+
+
+@pytest.mark.parametrize(("key", "value", "why"), [("channels", 2, "is not one of"), ("size", 18, "multiple of 4")])
+def test_blobs_shapes_the_figures_and_networks_cannot_serve_are_rejected(key, value, why):
+    cfg = _default_config()
+    cfg["data"]["dataset"] = "blobs"
+    cfg["data"]["blobs"][key] = value
+    with pytest.raises(ConfigError, match=rf"config key data.blobs.{key}: {value} .*{why}"):
+        validate_config(cfg, SCHEMA)
+
+
 BLOCK_TORCH = '''
 import sys, traceback
 class _BlockTorch:

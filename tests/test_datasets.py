@@ -8,10 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from score_geometry import io
-from score_geometry.datasets import (DEBIAN_FASHION_MNIST_DIR, load_dataset, load_fashion_mnist, load_mnist,
-                                     load_mnist5k, to_model_range)
+from score_geometry.datasets import (DEBIAN_FASHION_MNIST_DIR, blob_colours, blob_images, image_shape, load_blobs,
+                                     load_dataset, load_fashion_mnist, load_mnist, load_mnist5k, to_model_range)
 
 
 def _idx_images(images: np.ndarray) -> bytes:
@@ -92,6 +93,45 @@ def test_to_model_range():
     assert x.shape == (1, 1, 28, 28) and x.min() == -1 and x.max() == 1
 
 
+def test_to_model_range_keeps_channels():
+    x = to_model_range(np.full((2, 3, 16, 8), 255, dtype=np.uint8))
+    assert x.shape == (2, 3, 16, 8) and torch.all(x == 1)
+
+
+def test_blobs_are_a_seeded_two_dimensional_family_per_class():
+    cfg = {"channels": 3, "size": 16, "n_train": 40, "n_heldout": 10, "seed": 3}
+    ds = load_dataset({"dataset": "blobs", "blobs": cfg})
+    assert ds.train_images.shape == (40, 3, 16, 16) and ds.heldout_images.shape == (10, 3, 16, 16)
+    assert ds.image_shape == (3, 16, 16) and ds.train_images.dtype == np.uint8
+    assert set(np.unique(np.concatenate([ds.train_labels, ds.heldout_labels]))) <= set(range(6))
+    np.testing.assert_array_equal(load_blobs(**cfg).train_images, ds.train_images)  # a pure function of cfg
+    # each image is its class's colour times one bump: the channels are proportional to the class colour
+    colour = blob_colours(3)[ds.train_labels].astype(float)  # (N, 3)
+    brightest = ds.train_images.reshape(40, 3, -1).max(-1) / 255.0  # (N, 3)
+    np.testing.assert_allclose(brightest, colour * brightest.max(1, keepdims=True), atol=1 / 255)
+    # the bump peaks where it was put: a centre moved by one pixel moves the image's argmax by one pixel
+    a = blob_images(np.array([[7.0, 7.0], [8.0, 7.0]]), np.array([0, 0]), channels=1, size=16, width=2.0)
+    assert np.unravel_index(a[0, 0].argmax(), (16, 16)) == (7, 7)
+    assert np.unravel_index(a[1, 0].argmax(), (16, 16)) == (8, 7)
+
+
+def test_image_shape_of_grey_and_colour_stacks():
+    assert image_shape(np.zeros((5, 28, 28))) == (1, 28, 28)
+    assert image_shape(np.zeros((5, 3, 16, 16))) == (3, 16, 16)
+    with pytest.raises(ValueError, match=r"\(N, H, W\)"):
+        image_shape(np.zeros((5, 28)))
+
+
 def test_unknown_dataset_rejected():
     with pytest.raises(ValueError, match="data.dataset"):
         load_dataset({"dataset": "cifar"})
+
+
+def test_blobs_options_count_only_for_blobs():
+    from score_geometry.datasets import data_identity, data_section
+
+    blobs = {"channels": 3, "size": 16, "n_train": 4, "n_heldout": 2, "seed": 0}
+    mnist = {"dataset": "mnist5k", "root": "data", "heldout_per_class": 50, "blobs": blobs}
+    assert "blobs" not in data_section(mnist) and "blobs" not in data_identity(mnist)
+    assert data_section({**mnist, "dataset": "blobs"})["blobs"] == blobs
+    assert "root" in data_section(mnist) and "root" not in data_identity(mnist)

@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 import torch
 
-from score_geometry import estimators as est
+from conftest import ROOT
+from score_geometry import baselines as est
 from score_geometry.oracle import GaussianSubspaceOracle, random_orthonormal
 from score_geometry.sde import VPSDE
 
@@ -116,3 +117,51 @@ def test_comparison_table_has_paper_row_and_rt():
     assert rt.loc["t=0.01", "mean"] == 110 and rt.loc["t=0.3", "digit_7"] == 60
     assert np.isclose(table.iloc[1]["mean"], estimates["local_dim"].mean())
     assert "13.0 ± 3.0" in est.comparison_markdown(table)
+
+
+# --- the registry: name -> function, config keys, label ---------------------------------------------------------
+
+def test_registry_lists_every_estimator_with_its_config_keys_and_label():
+    """Each estimator reads only its own keys of the `estimators:` section; with the subset's size and the
+    shared seed they are exactly the section's keys in the schema and in config.yaml (a new estimator's keys go
+    there), and tables and figures name each by its label."""
+    from score_geometry.io import read_yaml
+
+    assert list(est.ESTIMATORS) == ["vae", "score_model_rt", "mle", "twonn", "lpca", "normal_bundle", "flipd"]
+    assert [e.name for e in est.estimators("neighbours")] == ["mle", "twonn", "lpca"]
+    assert [e.name for e in est.estimators("score")] == ["normal_bundle", "flipd"]  # this order: one generator
+    keys = [k for e in est.ESTIMATORS.values() for k in e.keys]
+    assert len(keys) == len(set(keys))
+    schema = read_yaml(ROOT / "workflow" / "schemas" / "config.schema.yaml")["properties"]["estimators"]["properties"]
+    assert set(schema) == set(keys) | {"n_points", "seed"}
+    assert set(read_yaml(ROOT / "config.yaml")["estimators"]) == set(schema)
+    assert [est.estimator_label(n) for n in ("vae", "mle", "lpca", "normal_bundle", "score_model_rt", "new")] == \
+        ["VAE", "MLE", "lPCA", "normal bundle", "$r_t$", "new"]
+    with pytest.raises(ValueError, match="estimator 'flipd' reads estimators.flipd_probes, which the config does not"):
+        est.own_config(est.ESTIMATORS["flipd"], {"flipd_times": [0.1]})
+
+
+def test_a_registered_estimator_joins_the_tables(monkeypatch):
+    """Adding an estimator is one registered function (and its config keys): the held-out table, the comparison
+    table and the figure's labels pick it up."""
+    from score_geometry.baselines import registry
+
+    monkeypatch.setattr(registry, "ESTIMATORS", dict(registry.ESTIMATORS))
+    calls = []
+
+    @est.estimator("norm", label="norm ÷ 10", kind="neighbours", keys=("norm_scale",))
+    def norm_dims(points, reference, cfg):
+        calls.append(cfg)
+        return np.linalg.norm(points, axis=1) / cfg["norm_scale"]
+
+    X = linear_points(3, 80, seed=0)
+    cfg = {"mle_neighbors": 10, "twonn_neighbors": 20, "lpca_neighbors": 20, "lpca_version": "FO",
+           "lpca_alpha": 0.05, "twonn_discard": 0.1, "norm_scale": 10.0}
+    table = est.classical_table(X[:6], np.arange(6) % 2, X[6:], cfg)
+    assert table["estimator"].unique().tolist() == ["mle", "twonn", "lpca", "norm"] and calls == [{"norm_scale": 10.0}]
+    np.testing.assert_allclose(table.loc[table["estimator"] == "norm", "local_dim"], np.linalg.norm(X[:6], axis=1) / 10)
+    comparison = est.comparison_table(table)
+    assert comparison["estimator"].tolist() == ["paper_vae", "mle", "twonn", "lpca", "norm"]
+    assert est.estimator_label("norm") == "norm ÷ 10"
+    with pytest.raises(ValueError, match="kind must be one of"):
+        est.estimator("bad", label="bad", kind="pixels")(norm_dims)

@@ -240,3 +240,21 @@ def test_unwritable_output_locations(tmp_path):
     assert io.unwritable(tmp_path / "results" / "run") is None  # not there yet: its parent decides
     (tmp_path / "results").write_text("a file where the results folder should be")
     assert io.unwritable(tmp_path / "results" / "run") == f"{tmp_path / 'results'} is not a directory"
+
+
+def test_read_input_reads_a_file_by_its_type_and_a_list_as_a_list(tmp_path):
+
+    table = pd.DataFrame({"t": [0.1, 0.3], "local_dim": [3, 5]})
+    io.write_parquet(tmp_path / "a.parquet", table)
+    io.write_csv(tmp_path / "a.csv", table)
+    io.write_json(tmp_path / "a.json", {"n": 1})
+    io.append_jsonl(tmp_path / "a.jsonl", {"step": 1})
+    io.write_h5(tmp_path / "a.h5", {"x": np.arange(3)}, {"t": 0.5})
+    pd.testing.assert_frame_equal(io.read_input(tmp_path / "a.parquet"), table)
+    pd.testing.assert_frame_equal(io.read_input(str(tmp_path / "a.csv")), table)
+    assert io.read_input(tmp_path / "a.json") == {"n": 1} and io.read_input(tmp_path / "a.jsonl") == [{"step": 1}]
+    data, attrs = io.read_input(tmp_path / "a.h5")
+    assert data["x"].tolist() == [0, 1, 2] and attrs == {"t": 0.5}
+    assert io.read_input([str(tmp_path / "a.json")] * 2) == [{"n": 1}] * 2 and io.read_input([]) == []
+    with pytest.raises(ValueError, match=r"cannot read .*a\.pt by its type \(\.pt\); known: \.parquet"):
+        io.read_input(tmp_path / "a.pt")

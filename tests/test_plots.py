@@ -7,8 +7,9 @@ import pandas as pd
 import pytest
 from matplotlib.colors import to_rgba
 
+from conftest import ROOT
 from score_geometry import plots
-from score_geometry.plots_estimators import estimators_figure
+from score_geometry.plots import estimators_figure
 from score_geometry.report import html_table, quality_table
 
 TIMES = (0.01, 0.03, 0.05, 0.15, 0.3)
@@ -138,3 +139,161 @@ def test_quality_table_orders_and_formats():
     assert table["meaning"].iloc[-1] == "" and all(table["meaning"].iloc[:-1])
     page = html_table(table, title="quality")
     assert "th:nth-child(3),td:nth-child(3){text-align:left}" in page  # text columns read left-aligned
+
+
+# --- images of any shape: grey (C = 1, drawn as before) and RGB (C = 3) ---------------------------------------
+
+def _drawn(fig) -> list[np.ndarray]:
+    """The arrays of every image drawn, panel by panel."""
+    return [np.asarray(im.get_array()) for ax in fig.axes for im in ax.get_images()]
+
+
+def test_sample_grid_draws_grey_images_as_before_whatever_their_layout():
+    rng = np.random.default_rng(0)
+    images = rng.uniform(-1.5, 1.5, (5, 28, 28)).astype(np.float32)
+    for layout in (images, images[:, None]):  # (N, H, W), the pipeline's files, and (N, 1, H, W)
+        fig = plots.sample_grid(layout, labels=[3, 1, 4, 1, 5], ncols=4)
+        drawn = [im for ax in fig.axes for im in ax.get_images()]
+        assert len(drawn) == 5 and all(im.get_cmap().name == "gray" and im.get_clim() == (-1, 1) for im in drawn)
+        np.testing.assert_array_equal(_drawn(fig), np.clip(images, -1, 1))
+        assert [ax.get_title() for ax in fig.axes[:5]] == ["3", "1", "4", "1", "5"]
+
+
+def test_sample_grid_and_fig2_draw_rgb_images():
+    """3 x 16 x 16 images and their D = 768 feature vectors: RGB panels of the image's shape."""
+    rng = np.random.default_rng(1)
+    images = rng.uniform(-1, 1, (3, 3, 16, 16))
+    fig = plots.sample_grid(images, ncols=3)
+    drawn = _drawn(fig)
+    assert len(drawn) == 3 and all(a.shape == (16, 16, 3) for a in drawn)
+    np.testing.assert_allclose(drawn[0], (np.moveaxis(images[0], 0, -1) + 1) / 2)
+
+    T, names = 2, ["v_minus", "u_minus"]
+    x_t, features = rng.uniform(-1, 1, (T, 3, 16, 16)), rng.normal(size=(T, 2, 3 * 16 * 16))
+    fig = plots.fig2_features(x_t, features, np.array([0.01, 0.3]), np.array([0.1, 0.8]), names, title="rgb")
+    drawn = _drawn(fig)
+    assert len(drawn) == T * 3 and all(a.shape == (16, 16, 3) for a in drawn)
+    assert all(0 <= a.min() and a.max() <= 1 for a in drawn)
+    # the top row is the highest t (row 1 of x_t); a feature panel is 0.5 + 0.5 f / max|f|, grey = 0
+    f = features[1, 0].reshape(3, 16, 16)
+    np.testing.assert_allclose(drawn[1], np.moveaxis(0.5 + 0.5 * f / np.abs(f).max(), 0, -1))
+    assert any("RGB" in t.get_text() for t in fig.texts)
+    with pytest.raises(ValueError, match="feature vectors have 700 entries, images of shape \\(3, 16, 16\\)"):
+        plots.fig2_features(x_t, features[..., :700], np.array([0.01, 0.3]), np.array([0.1, 0.8]), names)
+    with pytest.raises(ValueError, match="C = 1 \\(grey\\) or 3 \\(RGB\\); got shape \\(2, 16, 16\\)"):
+        plots.sample_grid(images[:, :2])
+
+
+def test_fig2_of_grey_digits_draws_as_before():
+    """(T, 28, 28) and (T, 1, 28, 28) sequences: x_t on the grey scale, each feature red-blue scaled by its max."""
+    rng = np.random.default_rng(2)
+    x_t, features = rng.uniform(-1.2, 1.2, (3, 28, 28)), rng.normal(size=(3, 7, 784))
+    t, sigma = np.array([0.01, 0.05, 0.3]), np.array([0.1, 0.3, 0.8])
+    names = ["v_minus", "u_minus", "w_zero", "w_plus", "u_plus", "v_plus", "w_minus"]
+    for layout in (x_t, x_t[:, None]):
+        fig = plots.fig2_features(layout, features, t, sigma, names)
+        panels = [ax for ax in fig.axes if ax.get_images()]
+        assert len(panels) == 3 * 8 and panels[0].get_title() == "$x_t$" and panels[1].get_title() == "$v_-$"
+        np.testing.assert_array_equal(panels[0].get_images()[0].get_array(), np.clip(x_t[2], -1, 1))
+        f = features[2, 0].reshape(28, 28)
+        feature = panels[1].get_images()[0]
+        np.testing.assert_array_equal(feature.get_array(), f / np.abs(f).max())
+        assert feature.get_cmap().name == "RdBu_r" and feature.get_clim() == (-1, 1)
+        assert len(fig.axes) == 3 * 8 + 1  # and the colour bar
+        plots.plt.close(fig)
+
+
+# --- the list of figures: registry, rules, captions ------------------------------------------------------------
+
+def _plot_rules() -> dict[str, str]:
+    """Plot rule -> the figure it names, from every rule file (plot rules live in plots.smk alone)."""
+    import re
+
+    rules = {}
+    for smk in sorted((ROOT / "workflow" / "rules").glob("*.smk")):
+        for name, body in re.findall(r"^rule (\w+):\n((?:(?:    .*)?\n)*)", smk.read_text(), re.M):
+            figure = re.search(r'^        figure="(\w+)",$', body, re.M)
+            if name.startswith("plot_") or figure:
+                assert smk.name == "plots.smk", (name, smk.name)
+                assert name.startswith("plot_") and figure, name  # `make figures` forces the plot_* rules
+                assert f'code=figure_code("{figure.group(1)}")' in body, name  # its own code's fingerprint
+                assert "localrule: True" in body and 'script:\n        "../scripts/plot_figure.py"' in body, name
+                rules[name] = figure.group(1)
+    return rules
+
+
+def test_every_registered_figure_has_one_plot_rule_and_its_report_caption():
+    from score_geometry.plots.registry import figure_index
+
+    rules = _plot_rules()
+    assert sorted(rules.values()) == sorted(figure_index()), rules
+    text = (ROOT / "workflow" / "rules" / "plots.smk").read_text()
+    for caption in __import__("re").findall(r'caption="\.\./report/(\w+\.rst)"', text):
+        assert (ROOT / "workflow" / "report" / caption).is_file(), caption
+    assert text.count("caption=") == len(rules)
+
+
+def test_the_parsed_registry_is_what_the_modules_register():
+    """The workflow reads the registry by parsing (no import while it builds the DAG); importing gives the same."""
+    from score_geometry.plots.registry import figure_code, figure_index, registered
+
+    index = figure_index()
+    assert len(index) == 11
+    for name, (module, function) in index.items():
+        spec = registered(name)
+        assert spec.name == name and spec.draw.__module__ == f"score_geometry.plots.{module}"
+        assert spec.draw.__name__ == function
+    codes = {figure_code(name) for name in index}
+    assert len(codes) == len(index) and all(len(c) == 16 for c in codes)
+    with pytest.raises(KeyError, match="no figure named no_such_figure; registered: estimators, fig1_toy"):
+        figure_code("no_such_figure")
+
+
+def test_figure_code_follows_what_a_module_imports_from_its_siblings(tmp_path, monkeypatch):
+    """A fingerprint changes with its function, its module's helpers it uses, and the names its module imports
+    from another module of the package (the palette in style), and not with another figure's code."""
+    import shutil
+
+    import score_geometry.plots.registry as registry
+
+    copy = tmp_path / "plots"
+    shutil.copytree(ROOT / "src" / "score_geometry" / "plots", copy, ignore=shutil.ignore_patterns("__pycache__"))
+
+    def codes() -> dict[str, str]:
+        registry.figure_index.cache_clear()
+        monkeypatch.setattr(registry, "_HERE", copy)
+        return {name: registry.figure_code(name) for name in registry.figure_index()}
+
+    def edit(module: str, old: str, new: str) -> dict[str, str]:
+        path = copy / f"{module}.py"
+        assert path.read_text().count(old) == 1, old
+        path.write_text(path.read_text().replace(old, new))
+        return codes()
+
+    try:
+        base = codes()
+        changed = edit("spectra", 'ax.set_xlabel("rank i")', 'ax.set_xlabel("rank  i")')
+        assert {n for n in base if changed[n] != base[n]} == {"fig3_cosines"}
+        base = changed
+        changed = edit("images", "def _show(ax, x: np.ndarray, **kwargs: Any):\n",
+                       "def _show(ax, x: np.ndarray, **kwargs: Any):\n    x = np.asarray(x)\n")
+        assert {n for n in base if changed[n] != base[n]} == {"samples_grid", "fig2_features"}
+        base = changed
+        changed = edit("style", '"#0072B2", ', '"#0072B3", ')
+        assert all(changed[n] != base[n] for n in base)  # every module draws with the palette or style's set-up
+    finally:
+        registry.figure_index.cache_clear()
+
+
+def test_draw_figure_names_a_mismatch_between_rule_and_function(diagnostics):
+    from score_geometry.stages import draw_figure
+
+    overlaps = pd.DataFrame([{"t": t, "image": 0, "pair": p, "n": n, "Phi": 0.5}
+                             for t in TIMES for p in ("uv", "uw", "vw") for n in (1, 10, 50)])
+    fig = draw_figure("fig4_overlaps", {"overlaps": overlaps, "diagnostics": diagnostics}, {})
+    assert len(fig.axes) == 3
+    with pytest.raises(TypeError, match="figure 'fig4_overlaps': its rule gives inputs \\['overlaps'\\] and options "
+                                        "\\['examples'\\].*takes inputs \\['overlaps', 'diagnostics'\\]"):
+        draw_figure("fig4_overlaps", {"overlaps": overlaps}, {"examples": [1]})
+    with pytest.raises(KeyError, match="no figure named fig5;"):
+        draw_figure("fig5", {}, {})

@@ -48,7 +48,7 @@ def test_labels_along_sequences_and_the_class_change_example():
     from score_geometry.quality import class_change_example, labels_along_sequences
 
     t = [0.01, 0.3]
-    x = np.full((3, 2, 28, 28), 0.5, dtype=np.float32)  # every image a 7 at both times ...
+    x = np.full((3, 2, 1, 28, 28), 0.5, dtype=np.float32)  # every image a 7 at both times ...
     x[1, 1] = -0.2  # ... but sequence 1 looks like a 1 at t = 0.3 (weakly)
     x[2, 1] = -0.8  # and sequence 2 strongly; it is not analysed below when n_analysed = 2
     table = labels_along_sequences(_Fixed().eval(), x, t, final_labels=[7, 7, 7])
@@ -72,7 +72,7 @@ def test_denoised_at_times_is_tweedie_on_the_oracle():
     images = torch.tanh(torch.randn(50, 1, 28, 28, generator=gen))
     ckpt = pca_oracle_checkpoint(images, {"sde": {"beta_min": 0.1, "beta_max": 20.0}, "model": {"oracle_rank": 3}})
     sde = VPSDE()
-    x_t = torch.randn(2, 2, 28, 28, generator=gen).numpy()
+    x_t = torch.randn(2, 2, 1, 28, 28, generator=gen).numpy()
     out = denoised_at_times(ckpt, x_t, [0.05, 0.3], sde)
     basis, mu = ckpt["state"]["basis"].double(), ckpt["state"]["mu"].double().reshape(-1)
     lam = ckpt["state"]["variances"].double()
@@ -82,3 +82,47 @@ def test_denoised_at_times_is_tweedie_on_the_oracle():
         # E[x0 | x_t] = mu + basis diag(a lam / (a^2 lam + s^2)) basis^T (x_t - a mu)
         expected = mu + ((y @ basis) * (a * lam / (a**2 * lam + s**2))) @ basis.T
         np.testing.assert_allclose(out[:, j].reshape(2, -1), expected.numpy(), atol=2e-4)
+
+
+def test_train_classifier_on_the_engine_equals_the_plain_loop():
+    """The classifier's training moved onto the training engine without changing a bit: the same weights as the
+    plain Adam loop it replaced (seeded model, one generator for the batches and the shifts)."""
+    import torch.nn.functional as F
+
+    from score_geometry.quality import train_classifier
+
+    gen = torch.Generator().manual_seed(0)
+    images, labels = torch.rand(40, 1, 28, 28, generator=gen) * 2 - 1, torch.randint(0, 10, (40,), generator=gen)
+    cfg = {"steps": 6, "batch_size": 8, "lr": 1e-3, "width": 4}
+    model = train_classifier(images, labels, cfg, seed=3, progress=False)
+    assert not model.training and not any(p.requires_grad for p in model.parameters())
+
+    torch.manual_seed(3)
+    g = torch.Generator().manual_seed(3)
+    ref = Classifier(width=4)
+    opt = torch.optim.Adam(ref.parameters(), lr=1e-3)
+    for _ in range(6):
+        idx = torch.randint(40, (8,), generator=g)
+        dx, dy = torch.randint(-2, 3, (2,), generator=g).tolist()
+        loss = F.cross_entropy(ref(torch.roll(images[idx], shifts=(dx, dy), dims=(2, 3))), labels[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    for (name, a), b in zip(model.state_dict().items(), ref.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_classifier_serves_rgb_images_and_its_checkpoint_remembers_the_shape():
+    from score_geometry.quality import classifier_checkpoint, load_classifier, predict, train_classifier
+
+    gen = torch.Generator().manual_seed(0)
+    images = torch.rand(40, 3, 16, 16, generator=gen) * 2 - 1
+    labels = torch.randint(0, 6, (40,), generator=gen)
+    model = train_classifier(images, labels, {"steps": 2, "batch_size": 8, "lr": 1e-3, "width": 4}, seed=0,
+                             progress=False)
+    probs, feats = predict(model, images[:5])
+    assert probs.shape == (5, 10) and feats.shape == (5, 128)
+    again = load_classifier(classifier_checkpoint(model, {"width": 4}))
+    assert torch.equal(predict(again, images[:5])[0], probs)
+    with pytest.raises(ValueError, match="10 classes"):
+        train_classifier(images, labels + 10, {"steps": 1, "batch_size": 8, "lr": 1e-3, "width": 4}, seed=0)

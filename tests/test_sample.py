@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from score_geometry.arrays import as_images
 from score_geometry.sample import euler_maruyama, sample_sequences, sequences_to_h5, time_grid
 from score_geometry.sde import VPSDE
 
@@ -77,4 +78,28 @@ def test_sequences_to_h5_layout():
     data, attrs = sequences_to_h5(res, info)
     assert data["x_t"].shape == (3, 5, 28, 28) and data["x_t"].dtype == np.float32
     assert data["x0_hat"].shape == (3, 28, 28) and data["x_end"].shape == (3, 28, 28)
-    assert attrs["config_hash"] == "abc"
+    assert attrs["config_hash"] == "abc" and attrs["image_shape"] == [1, 28, 28]
+    np.testing.assert_array_equal(as_images(data["x_t"], attrs["image_shape"]), res.x_t.numpy())
+
+
+def test_sequences_to_h5_keeps_the_channels_of_rgb_images():
+    score = _gaussian_score(torch.zeros(3 * 16 * 16), torch.ones(3 * 16 * 16))
+
+    def image_score(x, t):
+        return score(x.flatten(1), t).view_as(x)
+
+    res = sample_sequences(image_score, SDE, 3, batch_size=2, n_steps=5, t_end=1e-3, record_times=TIMES,
+                           seed=0, image_shape=(3, 16, 16), progress=False)
+    t = torch.tensor(TIMES, dtype=torch.float64)
+    info = {"t": t.numpy(), "sigma": SDE.sigma(t).numpy(), "alpha": SDE.alpha(t).numpy()}
+    data, attrs = sequences_to_h5(res, info)
+    assert data["x_t"].shape == (3, 5, 3, 16, 16) and data["x0_hat"].shape == (3, 3, 16, 16)
+    assert attrs["image_shape"] == [3, 16, 16]
+    np.testing.assert_array_equal(as_images(data["x0_hat"], attrs["image_shape"]), res.x0_hat.numpy())
+
+
+def test_as_images_without_a_recorded_shape_reads_grey_images():
+    a = np.arange(2 * 5 * 28 * 28, dtype=np.float32).reshape(2, 5, 28, 28)
+    assert as_images(a).shape == (2, 5, 1, 28, 28)
+    with pytest.raises(ValueError, match="stored image shape"):
+        as_images(a, (3, 28, 28))

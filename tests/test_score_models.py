@@ -232,6 +232,7 @@ def _external_run(wd, name, model):
     return proc.stdout + proc.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("source", ["callable", "diffusers"])
 def test_pipeline_runs_on_an_external_model_without_training(tiny_run, source):
     wd = tiny_run  # adds results/tiny_<source>; results/tiny is only read

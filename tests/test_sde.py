@@ -148,3 +148,32 @@ def test_scales_at_one_time_are_the_float64_alpha_and_sigma():
         tt = torch.tensor(t, dtype=torch.float64)
         assert (alpha, sigma) == (float(sde.alpha(tt)), float(sde.sigma(tt)))
         assert alpha**2 + sigma**2 == pytest.approx(1.0, rel=1e-14)
+
+
+@pytest.mark.parametrize("shape", [(4, 1, 28, 28), (4, 3)])
+def test_perturb_is_alpha_x0_plus_sigma_noise(shape):
+    gen = torch.Generator().manual_seed(0)
+    x0, noise = torch.randn(shape, generator=gen), torch.randn(shape, generator=gen)
+    # Per-row times (B,): the marginal's mean plus std times the noise, broadcast over the data dims.
+    t = torch.tensor([1e-5, 0.05, 0.3, 1.0])
+    x_t = SDE.perturb(x0, t, noise)
+    mean, std = SDE.marginal_prob(x0, t)
+    assert x_t.shape == x0.shape and torch.equal(x_t, mean + std * noise)
+    for i in range(4):
+        torch.testing.assert_close(x_t[i], SDE.alpha(t[i]) * x0[i] + SDE.sigma(t[i]) * noise[i])
+    # One Python float for the batch: the float64 scales of `scales`, whatever the data's dtype.
+    alpha, sigma = SDE.scales(0.3)
+    assert torch.equal(SDE.perturb(x0, 0.3, noise), alpha * x0 + sigma * noise)
+    assert SDE.perturb(x0.double(), 0.3, noise.double()).dtype == torch.float64
+    # At t = 1 the signal is nearly gone (alpha_1 ~ 0.0066): x_t is the noise up to ~1% of x0.
+    torch.testing.assert_close(SDE.perturb(x0, 1.0, noise), noise, atol=0.01 * float(x0.abs().max()), rtol=0)
+
+
+def test_perturb_draws_the_marginal():
+    """x_t of many draws from one x0 has the marginal's mean alpha_t x0 and std sigma_t."""
+    x0 = torch.full((20000, 1), 2.0, dtype=torch.float64)
+    noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    x_t = SDE.perturb(x0, 0.1, noise)
+    alpha, sigma = SDE.scales(0.1)
+    assert x_t.mean().item() == pytest.approx(2.0 * alpha, abs=4 * sigma / 20000**0.5)
+    assert x_t.std().item() == pytest.approx(sigma, rel=0.02)

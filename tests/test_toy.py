@@ -1,5 +1,6 @@
-"""The Fig. 1 toy: exact sampler and noisy score, the MLP trained by the image model's loop, the analysis,
-the figures, and the toy rules run end-to-end through Snakemake."""
+"""The Fig. 1 toy: exact sampler and noisy score, the MLP trained by the image model's loop (on the training
+engine) and read through the score-model seam, the analysis, the figures, and the toy rules run end-to-end
+through Snakemake."""
 
 from __future__ import annotations
 
@@ -15,11 +16,13 @@ from conftest import ROOT, run_snakemake
 from score_geometry import io
 from score_geometry.jacobian import batch_jacobian
 from score_geometry.mlp import MLPScoreNet
+from score_geometry.score import make_score_fn
+from score_geometry.score_models import load_score_model
 from score_geometry.sde import VPSDE
 from score_geometry.skew import skew_shares, tangent_normal_basis
 from score_geometry.toy import (CONTROLS, SphereVMFMixture, analyse_toy_controls, analyse_toy_field,
                                 analyse_toy_model, control_score_fn, fit_toy_model, injected_curl_normal,
-                                toy_train_config, training_section)
+                                learned_score_fn, toy_train_config, training_section)
 from score_geometry.train import build_model, load_ema_model
 
 TOY = yaml.safe_load((ROOT / "config.yaml").read_text())["toy"]
@@ -42,10 +45,9 @@ def surface():
 
 def _noisy(surface, t, n=40, seed=1):
     sde = VPSDE(**SDE)
-    tt = torch.tensor(t, dtype=torch.float64)
-    alpha, sigma = sde.alpha(tt), sde.sigma(tt)
-    rng = np.random.default_rng(seed)
-    x = torch.from_numpy(float(alpha) * surface.sample(n, seed=seed) + float(sigma) * rng.standard_normal((n, 3)))
+    alpha, sigma = (torch.tensor(s, dtype=torch.float64) for s in sde.scales(t))
+    noise = np.random.default_rng(seed).standard_normal((n, 3))
+    x = sde.perturb(torch.from_numpy(surface.sample(n, seed=seed)), t, torch.from_numpy(noise))
     return x, alpha.expand(n), sigma.expand(n)
 
 
@@ -136,6 +138,21 @@ def test_mlp_trains_through_train_model_and_resumes_bit_identically(tmp_path):
     assert [r["step"] for r in io.read_jsonl(tmp_path / "b.jsonl")] == [5, 10, 15, 20]
     assert isinstance(load_ema_model(full), MLPScoreNet)
     assert full["config"] == toy_train_config(cfg, SDE)
+
+
+def test_learned_score_goes_through_the_score_model_seam(tmp_path):
+    ckpt, _ = fit_toy_model(small_toy(steps=5), SDE, checkpoint_path=tmp_path / "a.pt",
+                            metrics_path=tmp_path / "a.jsonl", progress=False)
+    model = load_score_model(ckpt, dtype=torch.float64)
+    assert (model.kind, model.image_shape, model.sde) == ("mlp", (3,), VPSDE(**SDE))
+    x, t = torch.randn(6, 3, dtype=torch.float64), torch.full((6,), 0.05, dtype=torch.float64)
+    # The EMA network in float64 read per its parameterisation, whichever way the toy asks for it.
+    net = load_ema_model(ckpt).double()
+    expected = make_score_fn(net, VPSDE(**SDE), ckpt["config"]["model"]["parameterisation"])(x, t)
+    assert torch.equal(learned_score_fn(ckpt, VPSDE(**SDE))(x, t), expected)
+    assert torch.equal(model.score(x, t), expected)
+    with pytest.raises(ValueError, match="trained with"):
+        learned_score_fn(ckpt, VPSDE(beta_min=0.1, beta_max=10.0))
 
 
 def test_training_learns_the_score(tmp_path):
@@ -239,7 +256,7 @@ def test_control_summaries(surface):
 # --- figures --------------------------------------------------------------------------------------------
 
 def test_figures_draw(tmp_path):
-    from score_geometry.plots_toy import fig1_toy, skew_shares_figure
+    from score_geometry.plots.toy import fig1_toy, skew_shares_figure
 
     cfg = small_toy()
     ckpt, _ = fit_toy_model(cfg, SDE, checkpoint_path=tmp_path / "a.pt", metrics_path=tmp_path / "a.jsonl",
@@ -257,7 +274,7 @@ def test_figures_draw(tmp_path):
 
 
 def test_skew_shares_figure_draws_the_relative_measures(tmp_path):
-    from score_geometry.plots_toy import skew_shares_figure
+    from score_geometry.plots.toy import skew_shares_figure
 
     rng = np.random.default_rng(1)
     diag = pd.DataFrame({"image": np.tile(np.arange(4), 3), "t": np.repeat([0.01, 0.05, 0.3], 4),

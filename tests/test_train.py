@@ -9,13 +9,13 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import torch
 
 from score_geometry import io
-from score_geometry.train import final_checkpoint, load_ema_model, resume_hash, train_model, update_ema
+from score_geometry.train import (final_checkpoint, fit_score_model, load_ema_model, resume_hash, train_model,
+                                  update_ema)
 
 CFG = {
     "seed": 3,
@@ -206,3 +206,20 @@ def test_corrupt_training_state_is_set_aside_and_training_starts_fresh(tmp_path,
     ref = train_model(_images(), CFG, checkpoint_path=tmp_path / "ref.pt", metrics_path=tmp_path / "r.jsonl",
                       progress=False)
     _assert_identical(state.ema.state_dict(), ref.ema.state_dict())
+
+
+def test_fit_score_model_trains_the_unet_or_fits_the_oracle(tmp_path):
+    """The train_model rule's call: the trained U-Net's reference (EMA weights) or the oracle's, with options."""
+    cfg = {**CFG, "model": {**CFG["model"], "score_model": "unet"}}
+    ckpt, options = fit_score_model(_images(), cfg, checkpoint_path=tmp_path / "a.pt",
+                                    metrics_path=tmp_path / "a.jsonl")
+    assert ckpt["kind"] == "unet" and ckpt["step"] == options["final_step"] == CFG["train"]["steps"]
+    _assert_identical(ckpt["state"]["ema"], io.load_checkpoint(tmp_path / "a.pt")["state"]["ema"])
+    oracle = {**cfg, "model": {**cfg["model"], "score_model": "gaussian_oracle", "oracle_rank": 3}}
+    ckpt, options = fit_score_model(_images(), oracle, checkpoint_path=tmp_path / "b.pt",
+                                    metrics_path=tmp_path / "b.jsonl")
+    assert ckpt["kind"] == "gaussian_oracle" and ckpt["state"]["basis"].shape == (784, 3)
+    assert options["final_step"] == 0 and io.read_jsonl(tmp_path / "b.jsonl")[0]["oracle_rank"] == 3
+    with pytest.raises(ValueError, match="model.score_model must be one of"):
+        fit_score_model(_images(), {**cfg, "model": {**cfg["model"], "score_model": "vae"}},
+                        checkpoint_path=tmp_path / "c.pt", metrics_path=tmp_path / "c.jsonl")

@@ -34,3 +34,11 @@ def test_build_from_config_and_time_embedding():
     assert emb.shape == (2, 16) and torch.allclose(emb[0, 8:], torch.ones(8))
     with pytest.raises(ValueError, match="3 widths"):
         UNet((8, 16))
+
+
+def test_unet_serves_any_channels_and_multiple_of_four_sizes():
+    net = UNet((8, 8, 8), groups=4, in_channels=3)
+    x = torch.randn(2, 3, 16, 12)
+    assert net(x, torch.full((2,), 0.5)).shape == (2, 3, 16, 12)
+    with pytest.raises(ValueError, match="multiples of 4"):
+        net(torch.randn(1, 3, 14, 14), torch.full((1,), 0.5))

@@ -65,15 +65,19 @@ def test_noisy_training_and_table(tmp_path):
     assert len(table) == 6 + 4 + 6  # the noisy VAE sees held-out points only
     assert set(table["condition"]) == {"clean", "t=0.3"} and table["t"].isna().sum() == 10
     assert table["local_dim"].between(0, 8).all()
-    base = V.clean_heldout_local_dims(table)
+    from score_geometry.baselines import clean_heldout_vae
+
+    base = clean_heldout_vae(table)
     assert len(base) == 6 and "local_dim" in base
 
 
 def test_bad_arguments():
     with pytest.raises(ValueError, match="vae.arch must be one of"):
         V.build_vae({"arch": "gan", "latent_dim": 2, "width": 2})
-    with pytest.raises(ValueError, match="needs \\(1, 28, 28\\) images"):
+    with pytest.raises(ValueError, match="needs images \\(C, H, W\\)"):
         V.build_vae({"arch": "conv", "latent_dim": 2, "width": 2}, (784,))
+    with pytest.raises(ValueError, match="multiples of 4"):
+        V.build_vae({"arch": "conv", "latent_dim": 2, "width": 2}, (3, 18, 18))
     with pytest.raises(ValueError, match="threshold must lie in"):
         V.vae_local_dims(V.build_vae({"arch": "mlp", "latent_dim": 2, "width": 2}, (4,)), torch.zeros(3, 4), threshold=1.5)
 
@@ -188,7 +192,7 @@ def test_figures_draw_only_a_converged_vae():
     import pandas as pd
 
     from score_geometry.plots import fig3_local_dims, plt
-    from score_geometry.plots_estimators import estimators_figure, vae_convergence_figure
+    from score_geometry.plots.baselines import estimators_figure, vae_convergence_figure
 
     diagnostics = pd.DataFrame({"t": np.repeat([0.01, 0.3], 10), "local_dim": np.arange(20.0),
                                 "image": np.arange(20) % 10, "label": np.arange(20) % 10})
@@ -224,3 +228,11 @@ def test_figures_draw_only_a_converged_vae():
     assert names == ["clean (converged)", "t=0.3 (NOT converged)"]
     assert len(fig.axes[2].get_lines()) == 2 and fig.axes[3].get_xscale() == "log"
     plt.close("all")
+
+
+def test_conv_vae_serves_rgb_images():
+    vae = V.build_vae({"arch": "conv", "latent_dim": 5, "width": 4}, (3, 16, 16)).eval()
+    x = torch.rand(4, 3, 16, 16) * 2 - 1
+    mean, logvar = vae.encoder(x)
+    assert mean.shape == (4, 5) and logvar.shape == (4, 5)
+    assert vae.decoder(mean).shape == (4, 3, 16, 16)

@@ -128,14 +128,34 @@ def test_plot_option_reruns_only_its_figure(tiny_run):
     assert _planned_jobs(plan.stdout + plan.stderr) == {"plot_fig2"}, plan.stdout
 
 
-@pytest.mark.parametrize("edit, expected", [
+ALL_PLOTS = {"plot_samples", "plot_fig1", "plot_fig2", "plot_fig3_cosines", "plot_fig3_spectrum",
+             "plot_fig3_local_dims", "plot_fig4", "plot_skew_shares", "plot_vae_convergence", "plot_estimators", "plot_training_loss"}
+
+
+def test_figures_target_is_every_plot_rule(tiny_run):
+    """`make figures`: the `figures` target with every plot_* rule forced reruns the figures and nothing else."""
+    rules = run_snakemake(tiny_run, "--list-rules", *TINY).stdout.split()
+    plots = [r for r in rules if r.startswith("plot_")]
+    assert set(plots) == ALL_PLOTS, plots
+    plan = run_snakemake(tiny_run, "figures", "-n", *TINY, "--forcerun", *plots)
+    assert plan.returncode == 0, plan.stderr
+    assert _planned_jobs(plan.stdout + plan.stderr) == ALL_PLOTS | {"figures"}, plan.stdout
+
+
+@pytest.mark.parametrize("module, edit, expected", [
     # the body of one figure's function: that figure alone
-    (("ax.set_xlabel(\"rank i\")", "ax.set_xlabel(\"rank  i\")"), {"plot_fig3_cosines"}),
+    ("spectra", ("ax.set_xlabel(\"rank i\")", "ax.set_xlabel(\"rank  i\")"), {"plot_fig3_cosines"}),
     # a helper shared by the figures that colour by t: exactly those figures
-    (("def _t_colours(ts) -> dict:\n", "def _t_colours(ts) -> dict:\n    ts = list(ts)\n"),
+    ("spectra", ("def _t_colours(ts) -> dict:\n", "def _t_colours(ts) -> dict:\n    ts = list(ts)\n"),
      {"plot_fig3_spectrum", "plot_fig3_local_dims", "plot_fig4"}),
+    # the image helper of the sample grid and Fig. 2
+    ("images", ("def _show(ax, x: np.ndarray, **kwargs: Any):\n",
+                "def _show(ax, x: np.ndarray, **kwargs: Any):\n    x = np.asarray(x)\n"),
+     {"plot_samples", "plot_fig2"}),
+    # the palette, imported from another module of plots/: every figure that uses it or style's set-up
+    ("style", ('"#0072B2", ', '"#0072B3", '), ALL_PLOTS),
 ])
-def test_plotting_code_change_reruns_only_its_figures(tiny_run, tmp_path, edit, expected):
+def test_plotting_code_change_reruns_only_its_figures(tiny_run, tmp_path, module, edit, expected):
     """Editing the installed drawing code (a copy of the package, first on PYTHONPATH) reruns only the figures
     whose code changed, never an upstream job."""
     import shutil
@@ -144,10 +164,11 @@ def test_plotting_code_change_reruns_only_its_figures(tiny_run, tmp_path, edit, 
 
     pkg = tmp_path / "score_geometry"
     shutil.copytree(Path(score_geometry.__file__).parent, pkg, ignore=shutil.ignore_patterns("__pycache__"))
-    source = (pkg / "plots.py").read_text()
+    path = pkg / "plots" / f"{module}.py"
+    source = path.read_text()
     old, new = edit
     assert source.count(old) >= 1, old
-    (pkg / "plots.py").write_text(source.replace(old, new))
+    path.write_text(source.replace(old, new))
     plan = run_snakemake(tiny_run, "-n", *TINY, env={"PYTHONPATH": str(tmp_path)})
     assert plan.returncode == 0, plan.stderr
     assert _planned_jobs(plan.stdout + plan.stderr) == expected, plan.stdout
@@ -283,3 +304,33 @@ def test_unwritable_results_stop_the_run_before_any_job(workflow_dir):
     assert f"cannot write the run's outputs under results/tiny/: {workflow_dir / 'results'} is not a directory" \
         in console
     assert "Traceback" not in console and not (workflow_dir / "logs").exists()
+
+
+def test_every_script_is_read_one_stage_call_write():
+    """A script logs, reads through `io`, makes one call into `score_geometry.stages` and writes through `io`:
+    no other library import (the science lives in the package), the training scripts included."""
+    import ast
+
+    from conftest import ROOT
+    from score_geometry import stages
+
+    rules = set()
+    for smk in [*(ROOT / "workflow" / "rules").glob("*.smk"), ROOT / "workflow" / "compare.smk"]:
+        rules |= {line.split()[1].rstrip(":") for line in smk.read_text().splitlines() if line.startswith("rule ")}
+    for path in sorted((ROOT / "workflow" / "scripts").glob("*.py")):
+        imported = {}
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("score_geometry"):
+                imported.setdefault(node.module, set()).update(a.name for a in node.names)
+            elif isinstance(node, ast.Import):
+                assert all(a.name == "pathlib" for a in node.names), (path.name, [a.name for a in node.names])
+        assert set(imported) <= {"score_geometry", "score_geometry.runtime", "score_geometry.stages"}, path.name
+        assert imported.get("score_geometry", {"io"}) == {"io"}, path.name
+        assert imported["score_geometry.runtime"] <= {"setup_logging", "setup_torch", "resolve_device"}, path.name
+        calls = imported.get("score_geometry.stages", set())
+        assert len(calls) == (0 if path.stem == "aggregate_spectra" else 1), (path.name, calls)  # concatenation: io
+        assert all(hasattr(stages, c) for c in calls), calls
+        if path.stem != "plot_figure":
+            assert path.stem in rules and calls <= {path.stem}, (path.name, calls)  # rule = script = stage
+    for rule in rules - {"all", "figures"}:
+        assert f"    {rule if not rule.startswith('plot_') else 'plot_* (every figure)'} " in stages.__doc__, rule

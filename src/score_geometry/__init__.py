@@ -19,6 +19,7 @@ and the workflow's config checks do not import torch):
 from __future__ import annotations
 
 import importlib
+from typing import Any, Callable, Mapping
 
 __version__ = "0.1.0"
 
@@ -30,19 +31,28 @@ _EXPORTS = {
     "subspace_overlap": "spectra", "overlaps": "spectra", "calibration_ratio": "analysis",
     "skew_shares": "skew",
     "euler_maruyama": "sample", "sample_sequences": "sample",
-    "knn_local_dims": "estimators", "normal_bundle_spectrum": "estimators", "flipd": "estimators",
+    "knn_local_dims": "baselines", "normal_bundle_spectrum": "baselines", "flipd": "baselines",
     "GaussianSubspaceOracle": "oracle",
 }
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'score_geometry' has no attribute {name!r}")
+def lazy_exports(namespace: dict[str, Any], exports: Mapping[str, str]) -> tuple[Callable, Callable]:
+    """A package's ``__getattr__`` and ``__dir__`` for `exports` (name -> submodule, relative), each loaded on first
+    use and then kept in the package's `namespace` (its ``globals()``). Used here and by the subpackages."""
+    package = namespace["__name__"]
+
+    def __getattr__(name: str) -> Any:
+        if name in exports:
+            value = getattr(importlib.import_module(f".{exports[name]}", package), name)
+            namespace[name] = value
+            return value
+        raise AttributeError(f"module {package!r} has no attribute {name!r}")
+
+    def __dir__() -> list[str]:
+        return sorted({*namespace, *exports})
+
+    return __getattr__, __dir__
 
 
-def __dir__() -> list[str]:
-    return sorted([*globals(), *__all__])
+__getattr__, __dir__ = lazy_exports(globals(), _EXPORTS)

@@ -74,6 +74,7 @@ def _images(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray | None]:
 
 
 def analyse(args: argparse.Namespace) -> int:
+    from .report import markdown_table
     from .runtime import resolve_device
     from .stages import analyse_images
 
@@ -94,7 +95,7 @@ def analyse(args: argparse.Namespace) -> int:
         io.write_parquet(args.out / f"{name}.parquet", tables[name])
     for name in ("summary", "calibration"):
         io.write_csv(args.out / f"{name}.csv", tables[name])
-        io.write_text(args.out / f"{name}.md", tables[name].to_markdown(index=False, floatfmt=".3f") + "\n")
+        io.write_text(args.out / f"{name}.md", markdown_table(tables[name], floatfmt=".3f"))
     print(tables["calibration"].to_string(index=False))
     return 0
 

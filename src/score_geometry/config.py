@@ -137,6 +137,8 @@ def check_config(config: Mapping[str, Any]) -> None:
     if data["dataset"] == "mnist5k":
         n_heldout = 10 * data["heldout_per_class"]
         why = f"data.heldout_per_class={data['heldout_per_class']} x 10 classes"
+    elif data["dataset"] == "blobs":
+        n_heldout, why = data["blobs"]["n_heldout"], "data.blobs.n_heldout"
     else:
         n_heldout, why = HELDOUT_IMAGES.get(data["dataset"]), "its test split"
     if n_heldout is not None and n_cal > n_heldout:

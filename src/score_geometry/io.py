@@ -15,6 +15,7 @@ import logging
 import os
 import pickle
 import re
+import shutil
 import tempfile
 import time
 import zipfile
@@ -332,8 +333,6 @@ def write_dataset(path: str | os.PathLike, ds: "Dataset", attrs: Mapping[str, An
 
 def read_dataset(path: str | os.PathLike) -> "Dataset":
     """Inverse of `write_dataset`."""
-    import pandas as pd
-
     from .datasets import Dataset
 
     data, attrs = read_h5(path, ["train_images", "train_labels", "heldout_images", "heldout_labels"])
@@ -381,6 +380,12 @@ def write_csv(path: str | os.PathLike, df: "pd.DataFrame") -> None:
         df.to_csv(tmp, index=False)
 
 
+def copy_file(src: str | os.PathLike, dst: str | os.PathLike) -> None:
+    """Copy a file (e.g. a training run's metrics.jsonl out of its work folder), atomically."""
+    with atomic_path(dst) as tmp:
+        shutil.copyfile(src, tmp)
+
+
 def write_text(path: str | os.PathLike, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
@@ -408,6 +413,24 @@ def concat_h5(paths: list[str | os.PathLike], out: str | os.PathLike, *, axis0: 
     for name in axis0:
         data[name] = np.concatenate([d[name] for d, _ in parts])
     write_h5(out, data, parts[0][1])
+
+
+def read_input(path: str | os.PathLike | list | tuple) -> Any:
+    """A file by its type, or a list of files as a list (a rule's named input, e.g. a plot rule's): Parquet and
+    CSV as DataFrames, JSON as data, JSONL as a list of records, HDF5 as (datasets, attributes) (`read_h5`),
+    YAML as data.
+
+    Raises:
+        ValueError: a file type not listed (read it with its own function).
+    """
+    if isinstance(path, (list, tuple)):
+        return [read_input(p) for p in path]
+    readers = {".parquet": read_parquet, ".csv": read_csv, ".json": read_json, ".jsonl": read_jsonl, ".h5": read_h5,
+               ".yaml": read_yaml, ".yml": read_yaml}
+    suffix = Path(path).suffix
+    if suffix not in readers:
+        raise ValueError(f"cannot read {path} by its type ({suffix or 'no suffix'}); known: {', '.join(readers)}")
+    return readers[suffix](path)
 
 
 def save_figure(fig: Any, paths: list[str | os.PathLike], *, dpi: int) -> None:

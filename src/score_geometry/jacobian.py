@@ -1,10 +1,10 @@
 """Exact per-sample Jacobians of batched vector fields (score models).
 
-The score model ``g(x, t)`` maps a batch of images ``(B, 1, 28, 28)`` to a batch
-of the same shape and every output row depends only on its own input row
-(convolutions, GroupNorm, attention over pixels of one image, ...).  For such
+The score model ``g(x, t)`` maps a batch of images ``(B, C, H, W)`` (``(B, 1, 28, 28)``
+for MNIST) to a batch of the same shape and every output row depends only on its own
+input row (convolutions, GroupNorm, attention over pixels of one image, ...).  For such
 maps the per-sample Jacobian ``J[b] = d g(x)[b] / d x[b]`` (a ``(D, D)`` matrix,
-``D = 784``) can be computed exactly with reverse-mode AD.
+``D = C·H·W``: 784 for MNIST, 768 for 3x16x16) can be computed exactly with reverse-mode AD.
 
 Method ``"vmap"`` (the default on accelerators)
     One forward pass of the (sub-)batch through ``torch.func.vjp`` followed by

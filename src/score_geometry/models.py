@@ -1,10 +1,11 @@
-"""Building the run's score model (the `train_model` rule): train the U-Net, fit the Gaussian oracle, or
-point to an external model; and the score function of a model reference.
+"""Score models without training: the Gaussian oracle fitted to the training images, the score function of a
+model reference, and the oracle's exact local dimension.
 
-Model references (``model/model.pt``) carry ``kind``: ``unet`` (trained network), ``gaussian_oracle`` (a
-Gaussian on the top principal subspace of the training images, whose noisy score and Jacobian are known
-exactly) or an external kind (`score_models.EXTERNAL_KINDS`). Everything downstream — sampling, Jacobians,
-calibration — goes through `score_models.load_score_model`, so every kind runs through the same rules.
+Model references (``model/model.pt``) carry ``kind``: ``unet`` (trained network, `train.fit_score_model`),
+``gaussian_oracle`` (a Gaussian on the top principal subspace of the training images, whose noisy score and
+Jacobian are known exactly) or an external kind (`score_models.EXTERNAL_KINDS`). Everything downstream —
+sampling, Jacobians, calibration — goes through `score_models.load_score_model`, so every kind runs through the
+same rules. Nothing here imports the training code.
 """
 
 from __future__ import annotations
@@ -15,10 +16,8 @@ import numpy as np
 import torch
 
 from .score import ScoreFn
-from .score_models import LOADERS, check_score_model, external_reference, load_score_model
+from .score_models import load_score_model
 from .sde import VPSDE
-
-KINDS = tuple(LOADERS)
 
 
 def pca_oracle_checkpoint(images: torch.Tensor, cfg: Mapping[str, Any]) -> dict[str, Any]:
@@ -57,33 +56,3 @@ def expected_local_dim(checkpoint: Mapping[str, Any], t: float, *, kappa: float)
     lam = np.asarray(checkpoint["state"]["variances"], dtype=np.float64)
     alpha, sigma = sde.scales(t)
     return int(np.sum(alpha**2 * lam >= kappa * sigma**2))
-
-
-def fit_score_model(images: torch.Tensor, cfg: Mapping[str, Any], *, checkpoint_path, metrics_path,
-                    device: torch.device | str = "cpu", threads: int = 1) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Train the U-Net (resumably) or build the oracle, per ``model.score_model``; or, when ``model.source`` is
-    not ``train``, write the reference to the external model (checked to load and to serve this data).
-
-    Returns:
-        The final checkpoint (model reference) dict and the training-options dict to dump beside it.
-    """
-    from . import io
-    from .train import final_checkpoint, train_model, training_options
-
-    if cfg["model"].get("source", "train") != "train":
-        ref = external_reference(cfg, tuple(images.shape[1:]))
-        model = load_score_model(ref, device=device)
-        checks = check_score_model(model, tuple(images.shape[1:]))
-        io.append_jsonl(metrics_path, {"step": 0, "source": ref["kind"], **checks})
-        return ref, {**dict(cfg), "score_model": ref["kind"], "final_step": 0, "device": str(device),
-                     "parameterisation_read": model.parameterisation, **checks}
-    kind = cfg["model"]["score_model"]
-    if kind == "gaussian_oracle":
-        ckpt = pca_oracle_checkpoint(images, cfg)
-        io.append_jsonl(metrics_path, {"step": 0, "oracle_rank": cfg["model"]["oracle_rank"],
-                                       "explained_variance": float(ckpt["state"]["variances"].sum())})
-        return ckpt, {**dict(cfg), "score_model": kind, "final_step": 0, "device": str(device)}
-    if kind == "unet":
-        state = train_model(images, cfg, checkpoint_path=checkpoint_path, metrics_path=metrics_path, device=device)
-        return final_checkpoint(state, cfg), training_options(state, cfg, device=device, threads=threads)
-    raise ValueError(f"model.score_model must be one of {KINDS}, got {kind!r}")

@@ -1,8 +1,8 @@
 """Fingerprints of library code, so a Snakemake rule reruns when the code it calls changes.
 
 Snakemake reruns a job when its script file changes, but the figures' drawing code lives in this package
-(`score_geometry.plots`), which Snakemake does not track. A rule passes ``code_fingerprint(module, name)`` as a
-``params:`` value instead: the hash changes when the function's code, or any module-level function or constant
+(`score_geometry.plots`), which Snakemake does not track. A plot rule passes ``plots.registry.figure_code(name)``
+(built on ``code_fingerprint(module, name)``) as a ``params:`` value instead: the hash changes when the function's code, or any module-level function or constant
 it uses (transitively), or the module's top-level set-up (imports, ``matplotlib.use``) changes — and not when
 another figure's function, a comment or blank lines change. The module is parsed, not imported, so the
 Snakefile stays fast.

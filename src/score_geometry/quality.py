@@ -4,70 +4,95 @@ generated samples, and the Fréchet distance between its features of samples and
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import nn
 import torch.nn.functional as F
-from tqdm.auto import tqdm
+
+if TYPE_CHECKING:
+    from .training import TrainState
 
 
 class Classifier(nn.Module):
-    """Two conv layers + two dense layers; `features` is the 128-d penultimate activation."""
+    """Two conv layers + two dense layers for images (C, H, W) ((1, 28, 28) for MNIST); `features` is the 128-d
+    penultimate activation."""
 
-    def __init__(self, n_classes: int = 10, width: int = 32) -> None:
+    def __init__(self, n_classes: int = 10, width: int = 32, image_shape: tuple[int, ...] = (1, 28, 28)) -> None:
         super().__init__()
+        c, h, w = (int(s) for s in image_shape)
+        self.image_shape = (c, h, w)
         self.conv = nn.Sequential(
-            nn.Conv2d(1, width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(c, width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
             nn.Conv2d(width, 2 * width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Flatten(), nn.Linear(2 * width * 7 * 7, 128), nn.ReLU(),
+            nn.Flatten(), nn.Linear(2 * width * (h // 2 // 2) * (w // 2 // 2), 128), nn.ReLU(),
         )
         self.head = nn.Linear(128, n_classes)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (B, 1, 28, 28) in [-1, 1] -> (B, 128)."""
+        """x: (B, C, H, W) in [-1, 1] -> (B, 128)."""
         return self.conv(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (B, 1, 28, 28) -> logits (B, n_classes)."""
+        """x: (B, C, H, W) -> logits (B, n_classes)."""
         return self.head(self.features(x))
 
 
 def train_classifier(images: torch.Tensor, labels: torch.Tensor, cfg: Mapping[str, Any], *, seed: int,
                      progress: bool = True) -> Classifier:
-    """Adam on cross-entropy with random shifts of up to 2 px (so it also reads slightly off-centre samples).
+    """Adam on cross-entropy with random shifts of up to 2 px (so it also reads slightly off-centre samples), on
+    the training engine (in memory: no checkpoint, no metrics log).
 
     Args:
-        images: (N, 1, 28, 28) in [-1, 1]; labels: (N,) int64.
+        images: (N, C, H, W) in [-1, 1] ((N, 1, 28, 28) for MNIST); labels: (N,) int64 in [0, 10).
         cfg: the ``classifier:`` config section (steps, batch_size, lr, width).
+
+    Returns:
+        The trained classifier, in eval mode without gradients.
     """
-    torch.manual_seed(seed)
-    gen = torch.Generator().manual_seed(seed)
-    model = Classifier(width=cfg["width"])
-    opt = torch.optim.Adam(model.parameters(), lr=cfg["lr"])
-    model.train()
-    for _ in tqdm(range(cfg["steps"]), desc="classifier", disable=not progress, mininterval=5):
-        idx = torch.randint(len(images), (cfg["batch_size"],), generator=gen)
-        dx, dy = torch.randint(-2, 3, (2,), generator=gen).tolist()
+    from .training import engine  # here only: evaluating samples does not load the training code
+
+    if int(labels.max()) >= 10:
+        raise ValueError(f"the classifier has 10 classes; got label {int(labels.max())}")
+    image_shape = tuple(images.shape[1:])
+    state = engine.init_state(lambda: Classifier(width=cfg["width"], image_shape=image_shape),
+                              lambda model: torch.optim.Adam(model.parameters(), lr=cfg["lr"]), seed=seed)
+    state.model.train()
+
+    def step(state: TrainState) -> dict[str, float]:
+        idx = torch.randint(len(images), (cfg["batch_size"],), generator=state.generator)
+        dx, dy = torch.randint(-2, 3, (2,), generator=state.generator).tolist()
         x = torch.roll(images[idx], shifts=(dx, dy), dims=(2, 3))
-        loss = F.cross_entropy(model(x), labels[idx])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    return model.eval().requires_grad_(False)
+        return {"loss": engine.optimizer_step(state, F.cross_entropy(state.model(x), labels[idx]))}
+
+    engine.fit(state, step, total=cfg["steps"], progress=progress, desc="classifier")
+    return state.model.eval().requires_grad_(False)
 
 
 @torch.no_grad()
 def predict(model: Classifier, images: torch.Tensor, *, batch_size: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
-    """Softmax probabilities (N, n_classes) and features (N, 128) of images (N, 1, 28, 28)."""
+    """Softmax probabilities (N, n_classes) and features (N, 128) of images (N, C, H, W)."""
     probs, feats = [], []
     for start in range(0, len(images), batch_size):
         f = model.features(images[start:start + batch_size])
         feats.append(f)
         probs.append(F.softmax(model.head(f), dim=1))
     return torch.cat(probs), torch.cat(feats)
+
+
+def classifier_checkpoint(model: Classifier, cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """The classifier's checkpoint: its weights, the ``classifier:`` config section it was built with and the
+    (C, H, W) of its images."""
+    return {"state": model.state_dict(), "config": dict(cfg), "image_shape": list(model.image_shape)}
+
+
+def load_classifier(checkpoint: Mapping[str, Any]) -> Classifier:
+    """The classifier of a `classifier_checkpoint`, in eval mode and without gradients."""
+    model = Classifier(width=checkpoint["config"]["width"], image_shape=checkpoint.get("image_shape", (1, 28, 28)))
+    model.load_state_dict(checkpoint["state"])
+    return model.eval().requires_grad_(False)
 
 
 def _sqrt_psd(a: np.ndarray) -> np.ndarray:
@@ -94,7 +119,7 @@ def evaluate_samples(model: Classifier, samples: torch.Tensor, heldout_images: t
     """Quality metrics of generated samples against held-out real images.
 
     Args:
-        samples: (N, 1, 28, 28) final generated images in [-1, 1] (clipped here).
+        samples: (N, C, H, W) final generated images in [-1, 1] (clipped here).
         heldout_images / heldout_labels: real images not used to train the classifier or the score model.
 
     Returns:
@@ -133,13 +158,13 @@ def labels_along_sequences(model: Classifier, x0_hat_t: np.ndarray, t: Sequence[
     """The classifier on the model's denoised estimate at each recorded t, against each sequence's final label.
 
     Args:
-        x0_hat_t: (n, T, 28, 28) denoised estimates (`stages.denoised_at_times`); final_labels: (n,).
+        x0_hat_t: (n, T, C, H, W) denoised estimates (`stages.denoised_at_times`); final_labels: (n,).
     Returns:
         One row per (image, t): image, t, final_label, label (argmax at t), p_final (the probability of the
         final label at t), changed (label != final_label).
     """
     n, T = x0_hat_t.shape[:2]
-    x = torch.as_tensor(x0_hat_t, dtype=torch.float32).reshape(n * T, 1, *x0_hat_t.shape[2:])
+    x = torch.as_tensor(x0_hat_t, dtype=torch.float32).reshape(n * T, *x0_hat_t.shape[2:])
     p, _ = predict(model, x.clamp(-1, 1))
     p = p.reshape(n, T, -1).numpy()
     final = np.asarray(final_labels, dtype=np.int64)

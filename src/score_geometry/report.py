@@ -1,7 +1,9 @@
-"""Tables for the Snakemake report: the stage benchmarks of a run and its sample quality."""
+"""Tables for the Snakemake report: the stage benchmarks of a run, its sample quality, and every table a rule
+writes beside its CSV as Markdown and as an HTML page (`ReportTable`)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Mapping
 
 import pandas as pd
@@ -51,6 +53,28 @@ def html_table(df: pd.DataFrame, *, title: str, digits: int = 3) -> str:
                    for i, dtype in enumerate(df.dtypes) if not pd.api.types.is_numeric_dtype(dtype))
     return (f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{title}</title>"
             f"<style>{_TABLE_CSS}{text}</style></head>\n<body><h2>{title}</h2>\n{body}\n</body></html>\n")
+
+
+def markdown_table(df: pd.DataFrame, *, floatfmt: str = "g") -> str:
+    """`df` as a Markdown table (no index), floats formatted with `floatfmt`, ending with a newline."""
+    return df.to_markdown(index=False, floatfmt=floatfmt) + "\n"
+
+
+@dataclass(frozen=True)
+class ReportTable:
+    """A table as a rule writes it: the table itself (CSV), its Markdown and its HTML page for the report."""
+
+    table: pd.DataFrame
+    markdown: str
+    html: str
+
+
+def report_table(df: pd.DataFrame, *, title: str, floatfmt: str = "g", digits: int = 3,
+                 markdown: str | None = None) -> ReportTable:
+    """`df` with its Markdown (`markdown_table` with `floatfmt`, unless `markdown` is given) and its HTML page
+    (`html_table` with `title` and `digits`)."""
+    return ReportTable(df, markdown_table(df, floatfmt=floatfmt) if markdown is None else markdown,
+                       html_table(df, title=title, digits=digits))
 
 
 # What each number of `samples/quality.json` (quality.evaluate_samples) means, in the order a reader checks them.

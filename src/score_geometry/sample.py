@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .arrays import stored_image_shape
 from .score import ScoreFn
 from .sde import VPSDE
 
@@ -137,11 +138,18 @@ def sample_from_checkpoint(checkpoint: dict, sample_cfg: dict, *, device: torch.
 def sequences_to_h5(result: SampleResult, info: dict) -> tuple[dict[str, np.ndarray], dict]:
     """Arrange sampled sequences as named arrays and attributes for `io.write_h5`.
 
-    Datasets: x_t (n_images, n_times, 28, 28), t / sigma / alpha (n_times,), x_end and x0_hat (n_images, 28, 28).
+    Datasets: x_t (n_images, n_times, *S), t / sigma / alpha (n_times,), x_end and x0_hat (n_images, *S), with
+    S = `arrays.stored_image_shape` of the images (H, W) for grey images ((128, 5, 28, 28) for MNIST), else
+    (C, H, W); the attribute ``image_shape`` is (C, H, W) (`arrays.as_images` restores it).
     """
-    squeeze = lambda a: a.numpy().astype(np.float32).reshape(*a.shape[: a.dim() - 3], *a.shape[-2:])  # noqa: E731
-    datasets = {"x_t": squeeze(result.x_t), "t": info["t"], "sigma": info["sigma"], "alpha": info["alpha"],
-                "x_end": squeeze(result.x_end), "x0_hat": squeeze(result.x0_hat)}
+    image_shape = tuple(result.x_end.shape[1:])
+    stored = stored_image_shape(image_shape)
+
+    def store(a: torch.Tensor) -> np.ndarray:
+        return a.numpy().astype(np.float32).reshape(*a.shape[: a.dim() - len(image_shape)], *stored)
+
+    datasets = {"x_t": store(result.x_t), "t": info["t"], "sigma": info["sigma"], "alpha": info["alpha"],
+                "x_end": store(result.x_end), "x0_hat": store(result.x0_hat)}
     attrs = {k: info[k] for k in ("seed", "sampler", "parameterisation", "score_model", "train_step", "config_hash")
              if k in info}
-    return datasets, attrs
+    return datasets, {**attrs, "image_shape": list(image_shape)}

@@ -96,8 +96,7 @@ def dsm_loss(model: nn.Module, x0: torch.Tensor, sde: VPSDE, *, parameterisation
     b = x0.shape[0]
     t = sample_t(b, t_min=t_min, scheme=t_sampling, generator=generator, device=x0.device)
     eps = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
-    mean, sigma = sde.marginal_prob(x0, t)
-    x_t = mean + sigma * eps
+    x_t = sde.perturb(x0, t, eps)
     out = model(x_t, t)
     target = eps if parameterisation == "eps" else x0
     per_sample = (out - target).pow(2).flatten(1).mean(1)

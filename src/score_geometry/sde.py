@@ -3,6 +3,8 @@
 Forward process: dx = -1/2 beta(t) x dt + sqrt(beta(t)) dw, t in [0, 1], with
 beta(t) = beta_min + t (beta_max - beta_min). Its marginal given x_0 is
 x_t = alpha_t x_0 + sigma_t eps with alpha_t = exp(-1/2 int_0^t beta) and sigma_t^2 = 1 - alpha_t^2.
+`VPSDE.scales` (alpha_t, sigma_t at one t) and `VPSDE.perturb` (x_t from x_0 and eps) are the one place
+for noising data: use them rather than writing alpha_t x_0 + sigma_t eps out again.
 """
 
 from __future__ import annotations
@@ -63,6 +65,24 @@ class VPSDE:
         """
         shape = (-1,) + (1,) * (x0.dim() - 1)
         return self.alpha(t).view(shape) * x0, self.sigma(t).view(shape)
+
+    def perturb(self, x0: torch.Tensor, t: float | torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """The forward process at t: x_t = alpha_t x0 + sigma_t noise.
+
+        Args:
+            x0: (B, *S) clean data.
+            t: one time for the whole batch, a Python float (alpha_t, sigma_t computed in float64 by `scales`),
+                or (B,) times, one per row of x0 (computed in t's dtype, as `marginal_prob`).
+            noise: (B, *S) standard normal draws, shape of x0.
+
+        Returns:
+            x_t: (B, *S).
+        """
+        if isinstance(t, torch.Tensor):
+            mean, std = self.marginal_prob(x0, t)
+            return mean + std * noise
+        alpha, sigma = self.scales(t)
+        return alpha * x0 + sigma * noise
 
     def sde(self, x: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Forward drift f(x, t) = -1/2 beta x, shape of x; diffusion g(t) = sqrt(beta), shape (B,)."""

@@ -1,7 +1,8 @@
-"""A small U-Net for 28x28x1 images, after the DDPM/NCSN++ U-Net the paper adapts (Appendix A.1).
+"""A small U-Net for C x H x W images (1 x 28 x 28 in the paper), after the DDPM/NCSN++ U-Net the paper adapts
+(Appendix A.1).
 
-Three resolution levels (28, 14, 7), residual blocks with GroupNorm and a sinusoidal time embedding,
-optional self-attention at 7x7. Every layer acts on one sample at a time (no BatchNorm, nothing that
+Three resolution levels (H, H/2, H/4: 28, 14, 7 for MNIST), residual blocks with GroupNorm and a sinusoidal
+time embedding, optional self-attention at the lowest resolution. Every layer acts on one sample at a time (no BatchNorm, nothing that
 mixes the batch), so the Jacobian of one output with respect to its own input is exact and independent
 of what else is in the batch.
 """
@@ -81,12 +82,12 @@ class UNet(nn.Module):
     """U-Net mapping (x_t, t) to an image-shaped output (epsilon-hat or x_0-hat, see `score.py`).
 
     Args:
-        channels: widths at resolutions 28, 14, 7 (exactly three levels).
+        channels: widths at the three resolutions H, H/2, H/4 (28, 14, 7 px for MNIST; H and W multiples of 4).
         num_res_blocks: residual blocks per level on the way down (one more on the way up).
-        attention: add self-attention in the 7x7 middle block.
+        attention: add self-attention in the middle block (7x7 for MNIST).
         dropout: dropout rate inside residual blocks (0 keeps training deterministic given the seed).
         groups: maximum GroupNorm groups.
-        in_channels: image channels (1 for MNIST).
+        in_channels: image channels C (1 for MNIST, 3 for RGB).
     """
 
     def __init__(self, channels: tuple[int, int, int] = (32, 64, 64), *, num_res_blocks: int = 1,
@@ -94,7 +95,7 @@ class UNet(nn.Module):
         super().__init__()
         channels = tuple(int(c) for c in channels)
         if len(channels) != 3:
-            raise ValueError(f"channels must list 3 widths (for 28, 14, 7 px), got {channels}")
+            raise ValueError(f"channels must list 3 widths (for H, H/2, H/4 px), got {channels}")
         self.channels = channels
         c0 = channels[0]
         emb_dim = 4 * c0
@@ -112,7 +113,7 @@ class UNet(nn.Module):
                 c = c_level
                 skip_channels.append(c)
             if level < len(channels) - 1:
-                self.down.append(nn.Conv2d(c, c, 3, stride=2, padding=1))  # 28 -> 14 -> 7
+                self.down.append(nn.Conv2d(c, c, 3, stride=2, padding=1))  # H -> H/2 -> H/4
                 skip_channels.append(c)
 
         self.mid1 = block(c, c)
@@ -133,7 +134,9 @@ class UNet(nn.Module):
         nn.init.zeros_(self.conv_out.bias)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """x: (B, C, 28, 28), t: (B,) in [0, 1] -> (B, C, 28, 28)."""
+        """x: (B, C, H, W) with H, W multiples of 4, t: (B,) in [0, 1] -> (B, C, H, W)."""
+        if x.shape[-1] % 4 or x.shape[-2] % 4:
+            raise ValueError(f"the U-Net halves the image twice: H and W must be multiples of 4, got {tuple(x.shape[-2:])}")
         emb = self.time_mlp(timestep_embedding(t, self.time_dim).to(x.dtype))
         h = self.conv_in(x)
         hs = [h]
@@ -149,7 +152,8 @@ class UNet(nn.Module):
         return self.conv_out(F.silu(self.norm_out(h)))
 
 
-def build_unet(model_cfg: dict) -> UNet:
-    """Build the U-Net from the `model:` section of the config."""
+def build_unet(model_cfg: dict, *, in_channels: int = 1) -> UNet:
+    """Build the U-Net from the `model:` section of the config for images of `in_channels` channels."""
     return UNet(tuple(model_cfg["channels"]), num_res_blocks=model_cfg["num_res_blocks"],
-                attention=model_cfg["attention"], dropout=model_cfg["dropout"], groups=model_cfg["groups"])
+                attention=model_cfg["attention"], dropout=model_cfg["dropout"], groups=model_cfg["groups"],
+                in_channels=in_channels)

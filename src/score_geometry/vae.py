@@ -14,10 +14,10 @@ gamma can never lag the reconstruction error, which is what made the count track
 (docs/vae.md). Each epoch also records, on held-out digits, sqrt(MSE) and the count per class, from which
 `score_geometry.claims.vae_converged` decides convergence.
 
-Training is resumable like the score model's (`score_geometry.train`): one `torch.Generator` draws every
-random number (epoch permutations, reparameterisation noise, input noise) and its state is checkpointed with
-the model and optimiser at epoch boundaries, so on the CPU a killed and resumed run ends bit-identical to an
-uninterrupted one.
+Training runs on the engine of `score_geometry.training` (one epoch a unit), resumable like the score model's:
+one `torch.Generator` draws every random number (epoch permutations, reparameterisation noise, input noise) and
+its state is checkpointed with the model and optimiser at epoch boundaries, so on the CPU a killed and resumed
+run ends bit-identical to an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -25,9 +25,8 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 import torch
@@ -35,7 +34,9 @@ from torch import nn
 
 from . import io
 from .sde import VPSDE
-from .train import resume_from, save_state
+
+if TYPE_CHECKING:
+    from .training import TrainState
 
 log = logging.getLogger(__name__)
 
@@ -45,17 +46,28 @@ GAMMA_MODES = ("learned", "closed_form")
 
 # --- networks ---------------------------------------------------------------------------------------
 
-class ConvEncoder(nn.Module):
-    """x (B, 1, 28, 28) -> posterior mean and log-variance (B, latent_dim) each; widths w, 2w at 14, 7 px."""
+def _quarter(image_shape: tuple[int, ...]) -> tuple[int, int, int]:
+    """(C, H/4, W/4) of images (C, H, W) whose sides are multiples of 4 (the conv VAE halves them twice)."""
+    c, h, w = (int(s) for s in image_shape)
+    if h % 4 or w % 4:
+        raise ValueError(f"vae.arch 'conv' halves the image twice: H and W must be multiples of 4, got {(h, w)}; "
+                         "use vae.arch 'mlp' for other shapes")
+    return c, h // 4, w // 4
 
-    def __init__(self, latent_dim: int, width: int) -> None:
+
+class ConvEncoder(nn.Module):
+    """x (B, C, H, W) -> posterior mean and log-variance (B, latent_dim) each; widths w, 2w at H/2, H/4 px
+    (14, 7 for MNIST)."""
+
+    def __init__(self, latent_dim: int, width: int, image_shape: tuple[int, ...] = (1, 28, 28)) -> None:
         super().__init__()
+        c, h, w = _quarter(image_shape)
         self.net = nn.Sequential(
-            nn.Conv2d(1, width, 4, 2, 1), nn.BatchNorm2d(width), nn.ReLU(),                # 28 -> 14
+            nn.Conv2d(c, width, 4, 2, 1), nn.BatchNorm2d(width), nn.ReLU(),                # 28 -> 14
             nn.Conv2d(width, 2 * width, 4, 2, 1), nn.BatchNorm2d(2 * width), nn.ReLU(),    # 14 -> 7
             nn.Flatten(),
         )
-        self.head = nn.Linear(2 * width * 49, 2 * latent_dim)
+        self.head = nn.Linear(2 * width * h * w, 2 * latent_dim)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mean, logvar = self.head(self.net(x)).chunk(2, dim=1)
@@ -63,19 +75,21 @@ class ConvEncoder(nn.Module):
 
 
 class ConvDecoder(nn.Module):
-    """z (B, latent_dim) -> likelihood mean (B, 1, 28, 28); transposed convs 7 -> 14 -> 28 px (DCGAN generator)."""
+    """z (B, latent_dim) -> likelihood mean (B, C, H, W); transposed convs H/4 -> H/2 -> H px (7 -> 14 -> 28 for
+    MNIST; a DCGAN generator)."""
 
-    def __init__(self, latent_dim: int, width: int) -> None:
+    def __init__(self, latent_dim: int, width: int, image_shape: tuple[int, ...] = (1, 28, 28)) -> None:
         super().__init__()
-        self.width = width
-        self.fc = nn.Sequential(nn.Linear(latent_dim, 2 * width * 49), nn.BatchNorm1d(2 * width * 49), nn.ReLU())
+        c, h, w = _quarter(image_shape)
+        self.width, self.low = width, (h, w)
+        self.fc = nn.Sequential(nn.Linear(latent_dim, 2 * width * h * w), nn.BatchNorm1d(2 * width * h * w), nn.ReLU())
         self.net = nn.Sequential(
             nn.ConvTranspose2d(2 * width, width, 4, 2, 1), nn.BatchNorm2d(width), nn.ReLU(),  # 7 -> 14
-            nn.ConvTranspose2d(width, 1, 4, 2, 1),                                            # 14 -> 28
+            nn.ConvTranspose2d(width, c, 4, 2, 1),                                            # 14 -> 28
         )
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.net(self.fc(z).view(-1, 2 * self.width, 7, 7))
+        return self.net(self.fc(z).view(-1, 2 * self.width, *self.low))
 
 
 class MLPEncoder(nn.Module):
@@ -197,10 +211,10 @@ def build_vae(vae_cfg: Mapping[str, Any], data_shape: tuple[int, ...] = (1, 28, 
     arch, latent, width = vae_cfg["arch"], vae_cfg["latent_dim"], vae_cfg["width"]
     mode = vae_cfg.get("gamma", "learned")
     if arch == "conv":
-        if tuple(data_shape) != (1, 28, 28):
-            raise ValueError(f"vae.arch 'conv' needs (1, 28, 28) images, got data_shape {tuple(data_shape)}; "
-                             "use vae.arch 'mlp' for other shapes")
-        return VAE(ConvEncoder(latent, width), ConvDecoder(latent, width), gamma_mode=mode)
+        if len(data_shape) != 3:
+            raise ValueError(f"vae.arch 'conv' needs images (C, H, W), got data_shape {tuple(data_shape)}; "
+                             "use vae.arch 'mlp' for vector data")
+        return VAE(ConvEncoder(latent, width, data_shape), ConvDecoder(latent, width, data_shape), gamma_mode=mode)
     if arch == "mlp":
         return VAE(MLPEncoder(math.prod(data_shape), latent, width), MLPDecoder(tuple(data_shape), latent, width),
                    gamma_mode=mode)
@@ -208,34 +222,6 @@ def build_vae(vae_cfg: Mapping[str, Any], data_shape: tuple[int, ...] = (1, 28, 
 
 
 # --- training ---------------------------------------------------------------------------------------
-
-@dataclass
-class VAEState:
-    """Everything that changes during training; `epoch` counts completed epochs."""
-
-    model: VAE
-    optimizer: torch.optim.Optimizer
-    generator: torch.Generator
-    epoch: int = 0
-    step: int = 0
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "generator": self.generator.get_state(), "torch_rng": torch.get_rng_state(),
-                "epoch": self.epoch, "step": self.step}
-
-    def load_state_dict(self, d: Mapping[str, Any]) -> None:
-        self.model.load_state_dict(d["model"])
-        self.optimizer.load_state_dict(d["optimizer"])
-        self.generator.set_state(d["generator"])
-        torch.set_rng_state(d["torch_rng"])
-        self.epoch, self.step = int(d["epoch"]), int(d["step"])
-
-
-def noise_scales(t: float | None, sde: VPSDE) -> tuple[float, float]:
-    """(alpha_t, sigma_t) of the VP-SDE at `t`; (1, 0) for clean data (t None)."""
-    return (1.0, 0.0) if t is None else sde.scales(t)
-
 
 def resume_hash(cfg: Mapping[str, Any]) -> str:
     """Hash of what a resumed run must share with its checkpoint (not the epoch count or logging cadence)."""
@@ -257,7 +243,7 @@ def _optimizer(model: VAE, vcfg: Mapping[str, Any]) -> torch.optim.Optimizer:
 
 def train_vae(data: torch.Tensor, cfg: Mapping[str, Any], *, checkpoint_path: str | Path,
               metrics_path: str | Path, device: torch.device | str = "cpu",
-              heldout: tuple[torch.Tensor, np.ndarray] | None = None) -> VAEState:
+              heldout: tuple[torch.Tensor, np.ndarray] | None = None, progress: bool = True) -> TrainState:
     """Train (or resume) the VAE to ``cfg["vae"]["epochs"]`` epochs on `data`, noised at ``cfg["t"]`` if set.
 
     Args:
@@ -268,75 +254,60 @@ def train_vae(data: torch.Tensor, cfg: Mapping[str, Any], *, checkpoint_path: st
             (learned | closed_form, default learned) and ``vae.gamma_lr`` (None = ``vae.lr``) set how gamma moves.
         checkpoint_path: rolling training state, rewritten atomically every ``checkpoint_every`` epochs and at the end.
         metrics_path: JSONL, one record per epoch: epoch, step, the training means of loss, recon, kl, mse and
-            active_dims, gamma at the epoch's end, seconds; with `heldout` also `VAE.heldout_metrics`'s keys.
+            active_dims, gamma at the epoch's end, seconds, steps_per_s; with `heldout` also
+            `VAE.heldout_metrics`'s keys.
         heldout: (x (M, *S), labels (M,)) held-out data for the per-epoch convergence metrics, noised at ``t``
             with the evaluation noise of `local_dims_table` (seed + 1); None records none.
 
     Returns:
-        The final VAEState.
+        The final TrainState (`epoch` epochs, `step` optimiser steps; no EMA).
 
     Raises:
         FloatingPointError: on a non-finite loss; the last good checkpoint is kept.
     """
-    vcfg, sde = cfg["vae"], VPSDE(**cfg["sde"])
-    alpha, sigma = noise_scales(cfg["t"], sde)
-    if data.shape[0] < 2 * vcfg["batch_size"]:
-        raise ValueError(f"vae.batch_size={vcfg['batch_size']} needs at least {2 * vcfg['batch_size']} training "
-                         f"points, got {data.shape[0]}; lower vae.batch_size")
-    torch.manual_seed(cfg["seed"])
-    model = build_vae(vcfg, tuple(data.shape[1:])).to(device)
-    state = VAEState(model, _optimizer(model, vcfg), torch.Generator(device=device).manual_seed(cfg["seed"]))
-    chash = resume_hash(cfg)
-    checkpoint_path = Path(checkpoint_path)
-    resume_from(checkpoint_path, state, chash, metrics_path=metrics_path, device=device)
+    from .training import engine  # here only: the local-dimension tables do not load the training code
 
-    def save() -> None:
-        save_state(checkpoint_path, state, cfg, chash)
-
-    data = data.to(device)
+    vcfg, sde, t = cfg["vae"], VPSDE(**cfg["sde"]), cfg["t"]
     n, bs = data.shape[0], vcfg["batch_size"]
-    if heldout is not None:
-        x_held = noisy(heldout[0], cfg["t"], sde, seed=cfg["seed"] + 1).to(device)
-    while state.epoch < vcfg["epochs"]:
+    if n < 2 * bs:
+        raise ValueError(f"vae.batch_size={bs} needs at least {2 * bs} training points, got {n}; lower vae.batch_size")
+    state = engine.init_state(lambda: build_vae(vcfg, tuple(data.shape[1:])), lambda model: _optimizer(model, vcfg),
+                              seed=cfg["seed"], device=device)
+    data = data.to(device)
+    x_held = None if heldout is None else noisy(heldout[0], t, sde, seed=cfg["seed"] + 1).to(device)
+
+    def epoch(state: TrainState) -> dict[str, Any]:
         t0, sums, nb = time.perf_counter(), {}, 0
         state.model.train()
         perm = torch.randperm(n, generator=state.generator, device=state.generator.device).to(data.device)
         # Drop the last partial batch: batch-norm needs more than one example.
         for b0 in range(0, n - bs + 1, bs):
             x = data[perm[b0:b0 + bs]]
-            if sigma > 0:
-                # Noisy data at the paper's sigma_t: x_t = alpha_t x + sigma_t eps, fresh eps every batch.
-                x = alpha * x + sigma * torch.randn(x.shape, generator=state.generator, device=x.device)
+            if t is not None:
+                # Noisy data at the paper's sigma_t, fresh eps every batch.
+                x = sde.perturb(x, t, torch.randn(x.shape, generator=state.generator, device=x.device))
             parts = state.model.negative_elbo(x, generator=state.generator, threshold=vcfg["threshold"])
-            loss = parts["loss"]
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"non-finite VAE loss {loss.item()} at epoch {state.epoch + 1}, step "
-                                         f"{state.step + 1}; the last good checkpoint is kept at {checkpoint_path}")
-            state.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            state.optimizer.step()
-            state.step += 1
+            engine.optimizer_step(state, parts["loss"])
             nb += 1
             for k, v in parts.items():
                 sums[k] = sums.get(k, 0.0) + v.item()
         state.epoch += 1
-        rec = {"epoch": state.epoch, "step": state.step, **{k: v / nb for k, v in sums.items()},
-               "gamma": state.model.gamma.item()}
-        if heldout is not None:
+        rec = {**{k: v / nb for k, v in sums.items()}, "gamma": state.model.gamma.item()}
+        if x_held is not None:
             rec.update(state.model.heldout_metrics(x_held, heldout[1], seed=cfg["seed"] + 1,
                                                    threshold=vcfg["threshold"]))
         rec["seconds"] = time.perf_counter() - t0
-        io.append_jsonl(metrics_path, rec)
         log.info("epoch %d: loss %.1f, kl %.1f, gamma %.4f, sqrt(mse) %.4f, active dims %.1f (held-out %s)",
                  state.epoch, rec["loss"], rec["kl"], rec["gamma"], math.sqrt(rec["mse"]), rec["active_dims"],
-                 f"{rec['heldout_active_dims']:.1f}" if heldout is not None else "-")
-        if state.epoch % vcfg["checkpoint_every"] == 0:
-            save()
-    save()
-    return state
+                 f"{rec['heldout_active_dims']:.1f}" if x_held is not None else "-")
+        return rec
+
+    run = engine.Run(Path(checkpoint_path), Path(metrics_path), cfg, resume_hash(cfg))
+    return engine.fit(state, epoch, total=vcfg["epochs"], unit="epoch", run=run,
+                      checkpoint_every=vcfg["checkpoint_every"], device=device, progress=progress, desc="vae")
 
 
-def final_checkpoint(state: VAEState, cfg: Mapping[str, Any], data_shape: tuple[int, ...],
+def final_checkpoint(state: TrainState, cfg: Mapping[str, Any], data_shape: tuple[int, ...],
                      n_train: int | None = None) -> dict[str, Any]:
     """What evaluation needs: weights, data shape, epoch/step, the number of training points and the resolved config."""
     return {"kind": "vae", "state": state.model.state_dict(), "data_shape": list(data_shape),
@@ -384,11 +355,10 @@ def vae_local_dims(model: VAE, x: torch.Tensor, *, threshold: float = 0.5, batch
 
 def noisy(x: torch.Tensor, t: float | None, sde: VPSDE, *, seed: int) -> torch.Tensor:
     """x_t = alpha_t x + sigma_t eps with eps from `seed` (fixed evaluation noise); x itself for t None."""
-    alpha, sigma = noise_scales(t, sde)
-    if sigma == 0:
+    if t is None:
         return x
     eps = torch.randn(x.shape, generator=torch.Generator().manual_seed(seed), dtype=x.dtype)
-    return alpha * x + sigma * eps
+    return sde.perturb(x, t, eps)
 
 
 def training_label(checkpoint: Mapping[str, Any]) -> str:
@@ -469,14 +439,6 @@ def posterior_variance_table(checkpoints: Mapping[str, Mapping[str, Any]], x: to
         rows.append(pd.DataFrame({"condition": cond, "point": np.repeat(keep, k), "label": np.repeat(labels[keep], k),
                                   "latent": np.tile(np.arange(k), n), "variance": var.ravel()}))
     return pd.concat(rows, ignore_index=True)
-
-
-def clean_heldout_local_dims(table: "pd.DataFrame") -> "pd.DataFrame":
-    """The clean VAE's local dims on held-out digits (a `local_dim` column; with `local_dims_table`'s converged,
-    epochs and trained_on), the baseline for `score_geometry.plots.fig3_local_dims(diagnostics, baseline=...)`,
-    which draws it only when converged."""
-    sel = (table["estimator"] == "vae") & (table["condition"] == "clean") & (table["dataset"] == "heldout")
-    return table.loc[sel].reset_index(drop=True)
 
 
 def condition_name(t: float | None) -> str:

@@ -1,13 +1,14 @@
 # Config validation (before any job runs), output paths and small input functions.
+import math
 import shutil
 from pathlib import Path
 
 # None of these imports torch (tested): the DAG is built in milliseconds, also on a cluster's login node.
 from score_geometry.config import ConfigError, check_config, toy_training_section, validate_config
 from score_geometry.cpus import cores_warning, usable_cpus
-from score_geometry.datasets import data_identity
-from score_geometry.provenance import code_fingerprint
+from score_geometry.datasets import configured_image_shape, data_identity, data_section
 from score_geometry.io import read_yaml, unwritable
+from score_geometry.plots.registry import figure_code
 
 # Not snakemake.utils.validate: it accepts 6.0 for an integer and prints the whole schema on an error.
 try:
@@ -23,17 +24,7 @@ for where in (OUT, "logs"):
         raise WorkflowError(f"cannot write the run's outputs under {where}/: {why}")
 ENV = "../../envs/score-geometry.yaml"
 SHARDS = list(range(config["jacobian"]["shards"]))
-FIGURES = (
-    "fig2_features",
-    "fig3_cosines",
-    "fig3_spectrum",
-    "fig3_local_dims",
-    "fig4_overlaps",
-    "fig1_toy",
-    "skew_shares",
-    "training_loss",
-    "vae_convergence",
-)
+VAE_CONDITIONS = ["clean"] + [f"t={t:g}" for t in config["vae"]["times"]]
 TABLE_FILES = ("spectra.parquet", "local_dims.parquet", "overlaps.parquet", "diagnostics.parquet")
 
 
@@ -42,11 +33,11 @@ wildcard_constraints:
 
 
 def final_outputs():
+    """The default target's inputs: the tables, and every figure (call it once every rule is defined)."""
     return [
         f"{OUT}/samples/sequences.h5",
         f"{OUT}/samples/quality.json",
         f"{OUT}/samples/quality.html",
-        f"{OUT}/samples/samples_grid.png",
         *expand(f"{OUT}/stats/{{table}}", table=TABLE_FILES),
         f"{OUT}/stats/features.h5",
         f"{OUT}/stats/calibration_summary.csv",
@@ -56,9 +47,21 @@ def final_outputs():
         f"{OUT}/vae/local_dims.parquet",
         f"{OUT}/estimators/comparison.csv",
         f"{OUT}/estimators/comparison.md",
-        *expand(f"{OUT}/figures/estimators.{{ext}}", ext=("pdf", "png")),
         f"{OUT}/stats/stage_times.csv",
-        *expand(f"{OUT}/figures/{{fig}}.{{ext}}", fig=FIGURES, ext=("pdf", "png")),
+        *figure_outputs(),
+    ]
+
+
+def figure_outputs(wildcards=None):
+    """Every figure of this run: the outputs of each rule that draws a registered figure (a `figure` param,
+    workflow/rules/plots.smk), in rule order."""
+    # only this run's: several runs share one workflow in workflow/compare.smk
+    return [
+        str(f)
+        for r in workflow.rules
+        if "figure" in r.params.keys()
+        for f in r.output
+        if str(f).startswith(f"{OUT}/")
     ]
 
 
@@ -89,11 +92,6 @@ def model_parameterisation():
                 kind = read_yaml(Path(m["path"]) / name).get("prediction_type", "epsilon")
                 return {"epsilon": "eps", "sample": "x0"}.get(kind, kind)
     return m["parameterisation"]
-
-
-def plot_code(name, module="score_geometry.plots"):
-    """Fingerprint of one figure's drawing code, passed as a param so editing it reruns that figure alone."""
-    return code_fingerprint(module, name)
 
 
 def stage_benchmarks(wildcards=None):

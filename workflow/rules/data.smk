@@ -11,6 +11,6 @@ rule prepare_data:
         mem_mb=4000,
         runtime=10,
     params:
-        data=config["data"],
+        data=data_section(config["data"]),
     script:
         "../scripts/prepare_data.py"

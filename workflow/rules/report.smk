@@ -19,6 +19,7 @@ rule summarise_benchmarks:
         ),
     log:
         f"logs/summarise_benchmarks/{RUN}.log",
+    localrule: True
     conda:
         ENV
     resources:
@@ -41,6 +42,7 @@ rule summarise_quality:
         ),
     log:
         f"logs/summarise_quality/{RUN}.log",
+    localrule: True
     conda:
         ENV
     resources:

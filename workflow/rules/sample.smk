@@ -31,12 +31,6 @@ rule evaluate_samples:
         quality=f"{OUT}/samples/quality.json",
         predictions=f"{OUT}/samples/predictions.parquet",
         labels_t=f"{OUT}/samples/labels_along_sequences.parquet",
-        grid=report(
-            f"{OUT}/samples/samples_grid.png",
-            caption="../report/samples.rst",
-            category="1. Figures",
-            labels={"figure": "samples", "content": "generated digits with predicted labels"},
-        ),
     log:
         f"logs/evaluate_samples/{RUN}.log",
     benchmark:

@@ -31,6 +31,7 @@ rule aggregate_spectra:
         features=f"{OUT}/stats/features.h5",
     log:
         f"logs/aggregate_spectra/{RUN}.log",
+    localrule: True
     conda:
         ENV
     resources:
@@ -55,6 +56,7 @@ rule summarise_results:
         ),
     log:
         f"logs/summarise_results/{RUN}.log",
+    localrule: True
     conda:
         ENV
     resources:
@@ -86,6 +88,7 @@ rule evaluate_claims:
         ),
     log:
         f"logs/evaluate_claims/{RUN}.log",
+    localrule: True
     conda:
         ENV
     resources:

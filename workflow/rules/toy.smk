@@ -1,6 +1,6 @@
 # Fig. 1 toy (issue 6): a density on a sphere in R^3, an MLP score model trained with the image model's
 # VP-SDE, loss and loop, and where its non-conservative part acts (docs/nonconservative.md), with the controls
-# whose answers are known. Plus the same split on MNIST (skew shares).
+# whose answers are known. Its figure and the MNIST skew shares are drawn in plots.smk.
 
 
 rule train_toy:
@@ -52,54 +52,3 @@ rule analyse_toy:
         toy=config["toy"],
     script:
         "../scripts/analyse_toy.py"
-
-
-rule plot_fig1:
-    input:
-        field=f"{OUT}/toy/field.h5",
-        points=f"{OUT}/toy/points.parquet",
-    output:
-        pdf=f"{OUT}/figures/fig1_toy.pdf",
-        png=report(
-            f"{OUT}/figures/fig1_toy.png",
-            caption="../report/fig1.rst",
-            category="1. Figures",
-            labels={"figure": "Fig. 1", "content": "toy: where a learned field is non-conservative"},
-        ),
-    log:
-        f"logs/plot_fig1/{RUN}.log",
-    conda:
-        ENV
-    resources:
-        mem_mb=2000,
-        runtime=10,
-    params:
-        dpi=config["plots"]["dpi"],
-        code=plot_code("fig1_toy", "score_geometry.plots_toy"),
-    script:
-        "../scripts/plot_fig1.py"
-
-
-rule plot_skew_shares:
-    input:
-        diagnostics=f"{OUT}/stats/diagnostics.parquet",
-    output:
-        pdf=f"{OUT}/figures/skew_shares.pdf",
-        png=report(
-            f"{OUT}/figures/skew_shares.png",
-            caption="../report/skew_shares.rst",
-            category="1. Figures",
-            labels={"figure": "Skew shares", "content": "MNIST: where J − Jᵀ lies"},
-        ),
-    log:
-        f"logs/plot_skew_shares/{RUN}.log",
-    conda:
-        ENV
-    resources:
-        mem_mb=2000,
-        runtime=10,
-    params:
-        dpi=config["plots"]["dpi"],
-        code=plot_code("skew_shares_figure", "score_geometry.plots_toy"),
-    script:
-        "../scripts/plot_skew_shares.py"

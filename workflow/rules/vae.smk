@@ -1,7 +1,5 @@
 # The VAE baseline of Appendix B and the side-by-side local-dimension estimators (docs/estimators.md).
-# Outputs under results/<run>/vae/ and results/<run>/estimators/; the figure under results/<run>/figures/.
-
-VAE_CONDITIONS = ["clean"] + [f"t={t:g}" for t in config["vae"]["times"]]
+# Outputs under results/<run>/vae/ and results/<run>/estimators/; their figures are drawn in plots.smk.
 
 
 rule train_vae:
@@ -58,38 +56,6 @@ rule vae_local_dims:
         "../scripts/vae_local_dims.py"
 
 
-rule plot_vae_convergence:
-    input:
-        metrics=expand(f"{OUT}/vae/{{condition}}/metrics.jsonl", condition=VAE_CONDITIONS),
-        variances=f"{OUT}/vae/posterior_variances.parquet",
-        local_dims=f"{OUT}/vae/local_dims.parquet",
-    output:
-        pdf=f"{OUT}/figures/vae_convergence.pdf",
-        png=report(
-            f"{OUT}/figures/vae_convergence.png",
-            caption="../report/vae_convergence.rst",
-            category="1. Figures",
-            labels={
-                "figure": "VAE convergence",
-                "content": "gamma vs sqrt(MSE), count vs epoch, posterior variances",
-            },
-        ),
-    log:
-        f"logs/plot_vae_convergence/{RUN}.log",
-    conda:
-        ENV
-    resources:
-        mem_mb=2000,
-        runtime=10,
-    params:
-        dpi=config["plots"]["dpi"],
-        threshold=config["vae"]["threshold"],
-        conditions=VAE_CONDITIONS,
-        code=plot_code("vae_convergence_figure", "score_geometry.plots_estimators"),
-    script:
-        "../scripts/plot_vae_convergence.py"
-
-
 rule estimate_dims:
     input:
         data=f"{OUT}/data/dataset.h5",
@@ -129,6 +95,7 @@ rule compare_estimators:
         ),
     log:
         f"logs/compare_estimators/{RUN}.log",
+    localrule: True
     conda:
         ENV
     resources:
@@ -136,30 +103,3 @@ rule compare_estimators:
         runtime=10,
     script:
         "../scripts/compare_estimators.py"
-
-
-rule plot_estimators:
-    input:
-        vae=f"{OUT}/vae/local_dims.parquet",
-        estimates=f"{OUT}/estimators/estimates.parquet",
-        diagnostics=f"{OUT}/stats/diagnostics.parquet",
-    output:
-        pdf=f"{OUT}/figures/estimators.pdf",
-        png=report(
-            f"{OUT}/figures/estimators.png",
-            caption="../report/estimators.rst",
-            category="1. Figures",
-            labels={"figure": "VAE and estimators", "content": "local dimension by estimator and digit"},
-        ),
-    log:
-        f"logs/plot_estimators/{RUN}.log",
-    conda:
-        ENV
-    resources:
-        mem_mb=2000,
-        runtime=10,
-    params:
-        dpi=config["plots"]["dpi"],
-        code=plot_code("estimators_figure", "score_geometry.plots_estimators"),
-    script:
-        "../scripts/plot_estimators.py"

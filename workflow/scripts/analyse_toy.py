@@ -6,13 +6,13 @@ setup_logging(snakemake.log[0])
 
 from score_geometry import io
 from score_geometry.runtime import setup_torch
-from score_geometry.toy import analyse_toy_controls, analyse_toy_model
+from score_geometry.stages import analyse_toy
 
-p = snakemake.params
+p, o = snakemake.params, snakemake.output
 setup_torch(snakemake.threads)
-points, summary, field, attrs = analyse_toy_model(io.load_checkpoint(snakemake.input.model), dict(p.toy),
-                                                  dict(p.sde))
-io.write_parquet(snakemake.output.points, points)
-io.write_csv(snakemake.output.summary, summary)
-io.write_csv(snakemake.output.controls, analyse_toy_controls(dict(p.toy), dict(p.sde)))
-io.write_h5(snakemake.output.field, field, {**attrs, "config_hash": io.config_hash({"toy": p.toy, "sde": p.sde})})
+points, summary, controls, field, attrs = analyse_toy(io.load_checkpoint(snakemake.input.model), toy=p.toy,
+                                                      sde=p.sde)
+io.write_parquet(o.points, points)
+io.write_csv(o.summary, summary)
+io.write_csv(o.controls, controls)
+io.write_h5(o.field, field, attrs)

@@ -5,14 +5,13 @@ from score_geometry.runtime import setup_logging
 setup_logging(snakemake.log[0])
 
 from score_geometry import io
-from score_geometry.analysis import calibration_from_jacobians
-from score_geometry.report import html_table
+from score_geometry.stages import calibrate_noise_floor
 
-p = snakemake.params
+p, o = snakemake.params, snakemake.output
 heldout, _ = io.read_h5(snakemake.input.heldout)
-table, summary = calibration_from_jacobians(heldout, io.read_parquet(snakemake.input.diagnostics), run=p.run,
-                                            kappa=p.kappa)
-io.write_parquet(snakemake.output.table, table)
-io.write_csv(snakemake.output.summary, summary)
-io.write_text(snakemake.output.markdown, summary.to_markdown(index=False, floatfmt=".3f") + "\n")
-io.write_text(snakemake.output.html, html_table(summary, title="Noise-floor calibration per source and t"))
+table, summary = calibrate_noise_floor(heldout, io.read_parquet(snakemake.input.diagnostics), run=p.run,
+                                       kappa=p.kappa)
+io.write_parquet(o.table, table)
+io.write_csv(o.summary, summary.table)
+io.write_text(o.markdown, summary.markdown)
+io.write_text(o.html, summary.html)

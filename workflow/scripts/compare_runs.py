@@ -3,25 +3,15 @@ from score_geometry.runtime import setup_logging
 
 setup_logging(snakemake.log[0])
 
-import pandas as pd
-
 from score_geometry import io
-from score_geometry.compare import comparison_table
-from score_geometry.plots import plot_comparison
+from score_geometry.stages import compare_runs
 
-p, i = snakemake.params, snakemake.input
-per_run, claims = {}, []
-for name, r in p.runs.items():
-    quality = io.read_json(i[f"{name}_quality"])
-    per_run[name] = {"parameterisation": r["parameterisation"],
-                     "diagnostics": io.read_parquet(i[f"{name}_diagnostics"]),
-                     "calibration": io.read_csv(i[f"{name}_calibration"]),
-                     "quality": pd.DataFrame([{k: v for k, v in quality.items() if isinstance(v, (int, float))}]),
-                     "claims": io.read_csv(i[f"{name}_claims"])}
-    claims.append(per_run[name]["claims"].assign(run=name)[["run", "id", "value", "verdict", "origin"]])
-table = comparison_table(per_run)
-io.write_csv(snakemake.output.csv, table)
-io.write_text(snakemake.output.markdown, table.to_markdown(index=False, floatfmt=".3g") + "\n")
-wide = pd.concat(claims).pivot(index="id", columns="run", values="verdict").reset_index()
-io.write_csv(snakemake.output.claims, wide)
-io.save_figure(plot_comparison(table), list(snakemake.output.figure), dpi=150)
+p, i, o = snakemake.params, snakemake.input, snakemake.output
+KINDS = ("diagnostics", "calibration", "quality", "claims")
+runs = {name: {"parameterisation": r["parameterisation"], **{kind: io.read_input(i[f"{name}_{kind}"]) for kind in KINDS}}
+        for name, r in p.runs.items()}
+table, markdown, claims, figure = compare_runs(runs)
+io.write_csv(o.csv, table)
+io.write_text(o.markdown, markdown)
+io.write_csv(o.claims, claims)
+io.save_figure(figure, list(o.figure), dpi=150)

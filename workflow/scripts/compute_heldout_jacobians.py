@@ -5,13 +5,12 @@ setup_logging(snakemake.log[0])
 
 from score_geometry import io
 from score_geometry.runtime import resolve_device, setup_torch
-from score_geometry.stages import heldout_jacobians
+from score_geometry.stages import compute_heldout_jacobians
 
 p = snakemake.params
 setup_torch(snakemake.threads)
 device = resolve_device(p.device)
-out = heldout_jacobians(io.load_checkpoint(snakemake.input.model, map_location=device),
-                        io.read_dataset(snakemake.input.data), list(p.times), device=device,
-                        jacobian=dict(p.jacobian), calibration=dict(p.calibration))
-io.write_h5(snakemake.output[0], out, {"calibration": dict(p.calibration), "device": str(device)},
-            chunks={"J": (1, 1, *out["J"].shape[2:])})
+out, attrs = compute_heldout_jacobians(io.load_checkpoint(snakemake.input.model, map_location=device),
+                                       io.read_dataset(snakemake.input.data), list(p.times), device=device,
+                                       jacobian=dict(p.jacobian), calibration=dict(p.calibration))
+io.write_h5(snakemake.output[0], out, attrs, chunks={"J": (1, 1, *out["J"].shape[2:])})

@@ -3,12 +3,8 @@ from score_geometry.runtime import setup_logging
 
 setup_logging(snakemake.log[0])
 
-import logging
-
 from score_geometry import io
-from score_geometry.datasets import load_dataset
+from score_geometry.stages import prepare_data
 
-data_cfg = dict(snakemake.params.data)
-ds = load_dataset(data_cfg)
-logging.info("%s: %d train / %d held-out images", ds.name, len(ds.train_labels), len(ds.heldout_labels))
-io.write_dataset(snakemake.output[0], ds, {"config": data_cfg})
+data = dict(snakemake.params.data)
+io.write_dataset(snakemake.output[0], prepare_data(data), {"config": data})

@@ -1,4 +1,5 @@
-"""Figure of the VAE baseline (Appendix B) and of the local-dimension estimators side by side (docs/estimators.md)."""
+"""Figures of the baselines: the VAE of Appendix B (its convergence) and the local-dimension estimators side by
+side (docs/estimators.md), each named by its label in the estimator registry (`score_geometry.baselines`)."""
 
 from __future__ import annotations
 
@@ -6,16 +7,16 @@ from typing import TYPE_CHECKING, Mapping
 
 import numpy as np
 
-from .estimators import PAPER_VAE, score_model_rt
-from .plots import OKABE_ITO, plt
+from ..baselines import PAPER_VAE, estimator_label, score_model_rt
+from .registry import figure
+from .style import OKABE_ITO, plt
 
 if TYPE_CHECKING:
     import pandas as pd
 
 
 def _group_label(estimator: str, dataset: str, condition: str) -> str:
-    name = {"vae": "VAE", "mle": "MLE", "twonn": "TwoNN", "lpca": "lPCA", "normal_bundle": "normal bundle",
-            "flipd": "FLIPD", "score_model_rt": "$r_t$"}.get(estimator, estimator)
+    name = estimator_label(estimator)
     where = "" if dataset == "heldout" else f" ({dataset})"
     if estimator == "vae" and condition != "clean":
         return f"VAE on $x_t$, {condition}{where}"
@@ -33,6 +34,7 @@ def converged_vae(vae: "pd.DataFrame") -> tuple["pd.DataFrame", list[str]]:
     return vae[ok], notes
 
 
+@figure("estimators")
 def estimators_figure(vae: "pd.DataFrame", estimates: "pd.DataFrame", diagnostics: "pd.DataFrame") -> plt.Figure:
     """Left: VAE local dimension per digit (clean held-out digits as boxes; means of the samples and of the
     noisy VAEs as lines; the paper's ~11 / ~18 as crosses). Right: every estimator's distribution as a
@@ -116,7 +118,7 @@ def vae_convergence_figure(metrics: Mapping[str, list[dict]], variances: "pd.Dat
         threshold: the count's posterior-variance threshold.
         trained_on: condition -> what it was trained on (a title line), optional.
     """
-    from .claims import vae_converged
+    from ..claims import vae_converged
 
     fig, axes = plt.subplots(2, 2, figsize=(9.5, 7.0))
     (ax_g, ax_n), (ax_d, ax_h) = axes
@@ -178,3 +180,14 @@ def vae_convergence_figure(metrics: Mapping[str, list[dict]], variances: "pd.Dat
         fig.suptitle("; ".join(f"{c}: {trained_on[c]}" for c in metrics if c in trained_on), fontsize=8)
     fig.tight_layout()
     return fig
+
+
+@figure("vae_convergence")
+def draw_vae_convergence(metrics: list[list[dict]], variances: "pd.DataFrame", local_dims: "pd.DataFrame", *,
+                         threshold: float, conditions: list[str]) -> plt.Figure:
+    """The VAEs' convergence from the run's files: each condition's vae/<condition>/metrics.jsonl records (in
+    the order of `conditions`), vae/posterior_variances.parquet, and vae/local_dims.parquet for what each VAE was
+    trained on."""
+    trained_on = local_dims.groupby("condition")["trained_on"].first().to_dict()
+    return vae_convergence_figure(dict(zip(conditions, metrics)), variances, threshold=threshold,
+                                  trained_on=trained_on)

@@ -1,7 +1,5 @@
-"""Figures of issue 6: the paper's Fig. 1 measured on a toy surface, and the MNIST skew shares against t.
-
-Functions take arrays/tables and return matplotlib Figures; callers save them (as in `score_geometry.plots`).
-"""
+"""Figures of the non-conservative part (docs/nonconservative.md): the paper's Fig. 1 measured on a toy surface,
+and the MNIST skew shares against t."""
 
 from __future__ import annotations
 
@@ -9,7 +7,8 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
-from .plots import OKABE_ITO, plt
+from .registry import figure
+from .style import OKABE_ITO, plt
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -130,6 +129,7 @@ def fig1_toy(field: Mapping[str, np.ndarray], attrs: Mapping[str, Any], points: 
     return fig
 
 
+@figure("skew_shares")
 def skew_shares_figure(diagnostics: "pd.DataFrame", *, dim: int = 784) -> plt.Figure:
     """Where the MNIST score Jacobians' skew part lies against t: shares of ||H||_F^2 inside the span of the
     first r_t right singular vectors (on-manifold), in the cross blocks and outside (median and IQR over
@@ -140,7 +140,7 @@ def skew_shares_figure(diagnostics: "pd.DataFrame", *, dim: int = 784) -> plt.Fi
 
     Args:
         diagnostics: the diagnostics table (t, local_dim, skew_share_inside/cross/outside per image).
-        dim: D, the data dimension (784 for 28x28 digits).
+        dim: D, the data dimension (784 for 28x28 digits; the rule passes the data set's).
     """
     d = diagnostics.dropna(subset=["skew_share_inside"]).copy()
     q = d["local_dim"] / dim
@@ -186,3 +186,10 @@ def skew_shares_figure(diagnostics: "pd.DataFrame", *, dim: int = 784) -> plt.Fi
         ax.legend(fontsize=7, loc="best", framealpha=0.9)
     fig.tight_layout()
     return fig
+
+
+@figure("fig1_toy")
+def draw_fig1(field: tuple[Mapping[str, np.ndarray], Mapping[str, Any]], points: "pd.DataFrame") -> plt.Figure:
+    """Fig. 1 from the run's files: toy/field.h5 (arrays, attributes) and toy/points.parquet."""
+    arrays, attrs = field
+    return fig1_toy(arrays, attrs, points)

@@ -1,85 +1,24 @@
-"""Figures. Functions take arrays/tables and return matplotlib Figures; callers save them."""
+"""Figures of the spectra (Fig. 3 and 4): cosines, inverse singular values, the local dimension r_t and the
+subspace overlaps Phi_n, drawn from the tidy tables of results/<run>/stats/."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from .registry import figure
+from .style import OKABE_ITO, plt
 
 if TYPE_CHECKING:
     import pandas as pd
-
-
-def sample_grid(images: np.ndarray, *, labels: list[int] | None = None, ncols: int = 16,
-                max_images: int = 128) -> plt.Figure:
-    """Grid of generated images (N, 28, 28) in [-1, 1], optionally titled with the classifier's label."""
-    images = np.clip(np.asarray(images)[:max_images], -1, 1)
-    n = len(images)
-    nrows = int(np.ceil(n / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * 0.6, nrows * 0.7), squeeze=False)
-    for i, ax in enumerate(axes.flat):
-        ax.set_axis_off()
-        if i < n:
-            ax.imshow(images[i], cmap="gray", vmin=-1, vmax=1, interpolation="nearest")
-            if labels is not None:
-                ax.set_title(str(labels[i]), fontsize=6, pad=1)
-    fig.subplots_adjust(wspace=0.05, hspace=0.3, left=0.01, right=0.99, top=0.97, bottom=0.01)
-    return fig
-
-
-# --- the paper's figures -------------------------------------------------------------------------
-# Colour-blind-safe qualitative palette (Okabe & Ito), one colour per t.
-OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
-FEATURE_LABELS = {"v_minus": "$v_-$", "u_minus": "$u_-$", "w_zero": "$w_0$", "w_plus": "$w_+$",
-                  "u_plus": "$u_+$", "v_plus": "$v_+$", "w_minus": "$w_-$"}
 
 
 def _t_colours(ts) -> dict:
     return {t: OKABE_ITO[i % len(OKABE_ITO)] for i, t in enumerate(sorted(ts))}
 
 
-def fig2_features(x_t: np.ndarray, features: np.ndarray, t: np.ndarray, sigma: np.ndarray,
-                  feature_names: list[str], *, title: str = "") -> plt.Figure:
-    """Fig. 2: one sequence; rows = times (highest noise on top), columns = x_t then the feature vectors.
-
-    Each feature panel is scaled by its own largest |value| (a singular or eigenvector's sign and overall
-    scale are arbitrary), which the colour bar shows: -1 to 1 of that maximum.
-
-    Args:
-        x_t: (T, 28, 28) the sequence; features: (T, 7, 784); t, sigma: (T,).
-        title: e.g. which sequence and why it was chosen (its class change along the sequence).
-    """
-    order = np.argsort(t)[::-1]
-    n_rows, n_cols = len(t), 1 + len(feature_names)
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(1.1 * n_cols + 1.3, 1.1 * n_rows + 0.6), squeeze=False)
-    side = int(round(np.sqrt(features.shape[-1])))
-    for r, j in enumerate(order):
-        axes[r, 0].imshow(np.clip(x_t[j], -1, 1), cmap="gray", vmin=-1, vmax=1)
-        axes[r, 0].set_ylabel(f"t={t[j]:g}\n$\\sigma_t$={sigma[j]:.3f}", fontsize=7)
-        for c, name in enumerate(feature_names, start=1):
-            f = features[j, c - 1].reshape(side, side)
-            image = axes[r, c].imshow(f / (float(np.abs(f).max()) or 1.0), cmap="RdBu_r", vmin=-1, vmax=1)
-        for c in range(n_cols):
-            axes[r, c].set_xticks([])
-            axes[r, c].set_yticks([])
-            if r == 0:
-                axes[r, c].set_title("$x_t$" if c == 0 else FEATURE_LABELS.get(feature_names[c - 1], feature_names[c - 1]),
-                                     fontsize=9)
-    top = 0.90 if title else 0.93
-    fig.subplots_adjust(left=0.1, right=0.9, top=top, bottom=0.02, wspace=0.05, hspace=0.08)
-    bar = fig.colorbar(image, ax=axes[:, 1:], fraction=0.025, pad=0.02)
-    bar.set_label("feature / max |feature| (per panel)", fontsize=7)
-    bar.ax.tick_params(labelsize=6)
-    if title:
-        fig.suptitle(title, fontsize=8)
-    return fig
-
-
+@figure("fig3_cosines")
 def fig3_cosines(spectra: "pd.DataFrame", *, examples: list[int], ncols: int = 3) -> plt.Figure:
     """Fig. 3 top: cos(u_i, v_i) = u_i . v_i against rank, one panel per t in a grid.
 
@@ -133,6 +72,7 @@ def fig3_cosines(spectra: "pd.DataFrame", *, examples: list[int], ncols: int = 3
     return fig
 
 
+@figure("fig3_spectrum")
 def fig3_spectrum(spectra: "pd.DataFrame", diagnostics: "pd.DataFrame", *, examples: list[int]) -> plt.Figure:
     """Fig. 3 bottom left: 1/s_i against rank (log scale) for example images at each t (colour: t, line
     style: image), sigma_t^2 as a thick grey line under the curves and the local dimension r_t as a dot on
@@ -203,6 +143,19 @@ def fig3_local_dims(diagnostics: "pd.DataFrame", *, baseline: "pd.DataFrame | No
     return fig
 
 
+@figure("fig3_local_dims")
+def draw_fig3_local_dims(diagnostics: "pd.DataFrame", vae: list["pd.DataFrame"], *, vae_baseline: bool
+                         ) -> plt.Figure:
+    """Fig. 3 bottom right from the run's tables, with the clean VAE's range on held-out digits shaded when
+    `vae_baseline` (plots.vae_baseline) is on and its table (vae/local_dims.parquet) is given (`vae`: [] or
+    [that table])."""
+    from ..baselines import clean_heldout_vae
+
+    baseline = clean_heldout_vae(vae[0]) if vae_baseline and vae else None
+    return fig3_local_dims(diagnostics, baseline=baseline, baseline_label="VAE, held-out digits")
+
+
+@figure("fig4_overlaps")
 def fig4_overlaps(overlaps: "pd.DataFrame", diagnostics: "pd.DataFrame") -> plt.Figure:
     """Fig. 4: Phi_n for the pairs (u,v), (u,w), (v,w) against n, mean over images with a +-1 sd band, one
     colour per t, dotted vertical lines at the mean r_t."""
@@ -224,64 +177,4 @@ def fig4_overlaps(overlaps: "pd.DataFrame", diagnostics: "pd.DataFrame") -> plt.
     axes[0].set_ylabel("overlap $\\Phi_n$")
     axes[-1].legend(fontsize=7, loc="lower right")
     fig.tight_layout()
-    return fig
-
-
-# --- run diagnostics ---------------------------------------------------------------------------------
-def training_loss_figure(metrics: "pd.DataFrame") -> plt.Figure:
-    """The score model's training loss against step (log scale): each logged step's minibatch loss and its
-    exponential moving average (the records of ``model/metrics.jsonl``: columns step, loss, ema_loss)."""
-    from matplotlib.ticker import FuncFormatter
-
-    fig, ax = plt.subplots(figsize=(5.0, 3.0))
-    if "loss" not in metrics or metrics["loss"].isna().all():
-        # a closed-form model (the Gaussian oracle) is built, not trained: its log has no loss
-        ax.text(0.5, 0.5, "no training loss: this score model is not trained\n(closed form, e.g. the Gaussian oracle)",
-                ha="center", va="center", transform=ax.transAxes, fontsize=9)
-        ax.set_axis_off()
-        return fig
-    metrics = metrics.dropna(subset=["loss"])
-    ax.plot(metrics["step"], metrics["loss"], color="0.6", lw=0.8, marker="." if len(metrics) < 30 else None,
-            label="minibatch loss at the logged step")
-    ax.plot(metrics["step"], metrics["ema_loss"], color=OKABE_ITO[0], lw=1.6, label="moving average (~100 steps)")
-    ax.set_yscale("log")
-    # plain numbers; a loss curve often spans less than a decade, so minor ticks are labelled too (at 2 and 5
-    # only when it spans more)
-    low, high = metrics[["loss", "ema_loss"]].min().min(), metrics[["loss", "ema_loss"]].max().max()
-    labelled = "23456789" if high < 10 * low else "25"
-    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-    ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if f"{v:.0e}"[0] in labelled else ""))
-    ax.tick_params(which="both", labelsize=8)
-    ax.set_xlabel("training step")
-    ax.set_ylabel("denoising score-matching loss")
-    ax.set_xlim(left=0)
-    ax.legend(fontsize=7, frameon=False)
-    ax.grid(True, which="both", color="0.92", lw=0.5)
-    fig.tight_layout()
-    return fig
-
-
-def plot_comparison(table: "pd.DataFrame", *, band: tuple[float, float] = (0.95, 1.10)):
-    """Runs side by side (results/<comparison>/comparison.*): r_t median with its IQR against t (left), the
-    noise-floor calibration ratio on samples (solid) and held-out digits (dashed) against t with the band that
-    makes r_t meaningful shaded (right). `table`: `score_geometry.compare.comparison_table`."""
-    import matplotlib.pyplot as plt
-
-    fig, (ax_r, ax_c) = plt.subplots(1, 2, figsize=(9.0, 3.4), constrained_layout=True)
-    for k, (run, d) in enumerate(table.groupby("run", sort=False)):
-        colour = f"C{k}"
-        label = f"{run} ({d['parameterisation'].iloc[0]})" if d["parameterisation"].iloc[0] else run
-        ax_r.plot(d["t"], d["r_t_median"], "o-", color=colour, label=label)
-        ax_r.fill_between(d["t"], d["r_t_q25"], d["r_t_q75"], color=colour, alpha=0.2, lw=0)
-        ax_c.plot(d["t"], d["calibration_samples"], "o-", color=colour, label=f"{run}: samples")
-        ax_c.plot(d["t"], d["calibration_heldout"], "s--", color=colour, label=f"{run}: held-out")
-    ax_c.axhspan(*band, color="0.85", zorder=0, label=f"band [{band[0]:g}, {band[1]:g}]")
-    ax_c.axhline(1.0, color="0.4", lw=0.8)
-    for ax in (ax_r, ax_c):
-        ax.set_xscale("log")
-        ax.set_xlabel("t")
-    ax_r.set_ylabel("$r_t$ (median, IQR shaded)")
-    ax_c.set_ylabel(r"calibration: median $(1/s_i)/\sigma_t^2$, top half")
-    ax_r.legend(fontsize=8)
-    ax_c.legend(fontsize=7, ncol=2)
     return fig

@@ -1,27 +1,19 @@
-"""Workflow-stage entry points that compose the library: one call per Snakemake script.
-
-Each function takes arrays and config sections and returns arrays/tables; the scripts do the reading and
-writing through `io`.
-"""
+"""The Jacobian stages (rules compute_jacobians, compute_heldout_jacobians): exact score Jacobians of a
+checkpoint's model at the sampled sequences or at forward-noised held-out digits."""
 
 from __future__ import annotations
 
-import logging
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .jacobian import no_tf32, preferred_memory_format, score_jacobian
-from .models import score_fn_from_checkpoint
-from .score import ScoreFn
-from .sde import VPSDE
+from ..jacobian import no_tf32, preferred_memory_format, score_jacobian
+from ..models import score_fn_from_checkpoint
+from ..score import ScoreFn
+from ..sde import VPSDE
 
-if TYPE_CHECKING:
-    from .score_models import ScoreModel
-
-log = logging.getLogger(__name__)
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 MEMORY_FORMATS = {"channels_last": torch.channels_last, "contiguous": torch.contiguous_format}
@@ -76,10 +68,10 @@ def model_jacobians(checkpoint: Mapping[str, Any], x_t: np.ndarray, t: Sequence[
     section (dtype, chunk_size, method, memory_format).
 
     Args:
-        x_t: (n, T, 28, 28), x_t[:, j] at time t[j].
+        x_t: (n, T, *S), x_t[:, j] at time t[j] (see `jacobians_at_times`).
 
     Returns:
-        J: (n, T, 784, 784) float32.
+        J: (n, T, D, D) float32 (D = 784 for MNIST).
     """
     dtype = DTYPES[jacobian["dtype"]]
     score_fn = score_fn_from_checkpoint(checkpoint, device=device, dtype=dtype,
@@ -102,9 +94,8 @@ def noisy_heldout(images: np.ndarray, t: Sequence[float], sde: VPSDE, *, seed: i
     x0 = x0[:, 0] if x0.ndim == 4 and x0.shape[1] == 1 else x0
     out = []
     for tj in t:
-        tt = torch.tensor(tj, dtype=torch.float64)
         eps = torch.randn(x0.shape, generator=gen, dtype=torch.float64)
-        out.append(sde.alpha(tt) * x0 + sde.sigma(tt) * eps)
+        out.append(sde.perturb(x0, float(tj), eps))
     return torch.stack(out, dim=1).float().numpy()
 
 
@@ -119,7 +110,7 @@ def heldout_jacobians(checkpoint: Mapping[str, Any], dataset: Any, t: Sequence[f
     Returns:
         J (n, T, 784, 784) float32, images (n,) held-out indices, labels (n,), t (T,), sigma (T,).
     """
-    from .datasets import to_model_range
+    from ..datasets import to_model_range
 
     rng = np.random.default_rng(calibration["seed"])
     labels = dataset.heldout_labels
@@ -133,58 +124,28 @@ def heldout_jacobians(checkpoint: Mapping[str, Any], dataset: Any, t: Sequence[f
     return {"J": J, "images": chosen, "labels": labels[chosen], "t": np.asarray(t, dtype=np.float64), "sigma": sigma}
 
 
-def analyse_images(model: "ScoreModel", images: np.ndarray, t: Sequence[float], *, seed: int = 0,
-                   labels: Sequence[int] | None = None, kappa: float = 0.1,
-                   kappa_sweep: Sequence[float] = (0.0, 0.05, 0.1, 0.2, 0.5, 1.0), device: torch.device | str = "cpu",
-                   chunk_size: int | None = None, method: str = "auto", run: str = "cli",
-                   progress: bool = True) -> dict[str, Any]:
-    """The pipeline's analysis of a handful of images, without Snakemake (`score-geometry analyse`): each image
-    forward-noised at each t, the exact score Jacobians of `model`, their spectra, and the tables.
+def compute_jacobians(checkpoint: Mapping[str, Any], sequences: Mapping[str, np.ndarray], *, shard: int,
+                      device: torch.device | str, jacobian: Mapping[str, Any],
+                      config_hash: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Rule compute_jacobians: the Jacobians of one shard of the first `jacobian.n_images` sequences.
 
     Args:
-        model: any score model (`score_models.load_score_model`).
-        images: (n, *model.image_shape) clean images in the model's range ([-1, 1] for the pipeline's).
+        sequences: x_t (n, T, ...), t (T,), sigma (T,) of samples/sequences.h5.
+        shard: which of `jacobian.shards` (`shard_images`).
+        config_hash: the sequences' config hash, carried to the output.
 
     Returns:
-        dict of DataFrames: spectra, local_dims, overlaps, diagnostics (one row per Jacobian, with the
-        calibration ratio), summary (one row per t, `analysis.summary_table`), calibration (per t: median
-        ratio, its quartiles and whether it lies in `analysis.CALIBRATION_BAND`).
+        The shard's HDF5 datasets (J (n_shard, T, D, D), images, t, sigma) and attributes.
     """
-    from .analysis import analyse_jacobians, calibration_summary, summary_table
-
-    images = np.asarray(images, dtype=np.float32)
-    if tuple(images.shape[1:]) != tuple(model.image_shape):
-        raise ValueError(f"images have shape {tuple(images.shape[1:])}, the model takes {tuple(model.image_shape)}")
-    x_t = noisy_heldout(images, t, model.sde, seed=seed)
-    J = jacobians_at_times(model.score, x_t, t, device=device, chunk_size=chunk_size, method=method,
-                           progress=progress)
-    sigma = model.sde.sigma(torch.tensor(np.asarray(t), dtype=torch.float64)).numpy()
-    labels = np.full(len(images), -1) if labels is None else np.asarray(labels)
-    res = analyse_jacobians(J, images=range(len(images)), labels=labels, t=t, sigma=sigma, run=run, kappa=kappa,
-                            kappa_sweep=kappa_sweep, progress=progress)
-    return {"spectra": res.spectra, "local_dims": res.local_dims, "overlaps": res.overlaps,
-            "diagnostics": res.diagnostics, "summary": summary_table(res.diagnostics, res.overlaps),
-            "calibration": calibration_summary(res.diagnostics)}
+    images = shard_images(jacobian["n_images"], jacobian["shards"], shard)
+    J = model_jacobians(checkpoint, sequences["x_t"][images], sequences["t"], device=device, jacobian=jacobian)
+    return ({"J": J, "images": images, "t": sequences["t"], "sigma": sequences["sigma"]},
+            {"config_hash": config_hash, "jacobian": dict(jacobian), "device": str(device)})
 
 
-@torch.no_grad()
-def denoised_at_times(checkpoint: Mapping[str, Any], x_t: np.ndarray, t: Sequence[float], sde: VPSDE, *,
-                      batch_size: int = 256) -> np.ndarray:
-    """The model's posterior mean (Tweedie) x0_hat = (x_t + sigma_t^2 g(x_t, t)) / alpha_t at each recorded t:
-    what the model takes each noisy sample to be an image of.
-
-    Args:
-        x_t: (n, T, 28, 28) sequences; t: (T,).
-    Returns:
-        (n, T, 28, 28) float32.
-    """
-    score = score_fn_from_checkpoint(checkpoint)
-    x = torch.as_tensor(x_t, dtype=torch.float32)
-    out = torch.empty_like(x)
-    for j, tj in enumerate(t):
-        alpha, sigma = sde.scales(tj)
-        for i in range(0, len(x), batch_size):
-            xb = x[i:i + batch_size, j].unsqueeze(1)
-            g = score(xb, torch.full((len(xb),), float(tj)))
-            out[i:i + batch_size, j] = ((xb + sigma**2 * g) / alpha)[:, 0]
-    return out.numpy()
+def compute_heldout_jacobians(checkpoint: Mapping[str, Any], dataset: Any, t: Sequence[float], *,
+                              device: torch.device | str, jacobian: Mapping[str, Any],
+                              calibration: Mapping[str, Any]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Rule compute_heldout_jacobians: `heldout_jacobians` as HDF5 datasets and attributes."""
+    out = heldout_jacobians(checkpoint, dataset, t, device=device, jacobian=jacobian, calibration=calibration)
+    return out, {"calibration": dict(calibration), "device": str(device)}
