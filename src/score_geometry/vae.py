@@ -441,6 +441,11 @@ def posterior_variance_table(checkpoints: Mapping[str, Mapping[str, Any]], x: to
     return pd.concat(rows, ignore_index=True)
 
 
+def conditions(vae_cfg: Mapping[str, Any]) -> list[float | None]:
+    """The VAE's training conditions: clean (None), then noisy at each of ``vae.times``."""
+    return [None, *vae_cfg["times"]]
+
+
 def condition_name(t: float | None) -> str:
     """``clean`` or ``t=<t>``: the name of a VAE's training condition (also its output folder)."""
     return "clean" if t is None else f"t={t:g}"

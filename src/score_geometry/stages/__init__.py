@@ -50,7 +50,6 @@ _EXPORTS = {
     "evaluate_samples": "samples", "summarise_quality": "samples", "denoised_at_times": "samples",
     # training
     "train_model": "training", "train_classifier": "training", "train_toy": "training", "train_vae": "training",
-    "vae_conditions": "training",
     # baselines, toy, report, figures
     "estimate_dims": "baselines", "compare_estimators": "baselines", "vae_local_dims": "baselines",
     "analyse_toy": "toy",

@@ -49,11 +49,11 @@ def vae_local_dims(dataset: "Dataset", sequences: Mapping[str, Any], predictions
         vae/local_dims.parquet and vae/posterior_variances.parquet.
     """
     from ..datasets import to_model_range
-    from ..vae import condition_name, local_dims_table, posterior_variance_table
+    from ..vae import condition_name, conditions as vae_conditions, local_dims_table, posterior_variance_table
 
     labels = predictions.sort_values("image")["label"].to_numpy()
     samples = torch.as_tensor(as_images(sequences["x_t"][:, 0], dataset.image_shape)).float()
-    conditions = [condition_name(t) for t in [None, *vae["times"]]]
+    conditions = [condition_name(t) for t in vae_conditions(vae)]
     by_condition = dict(zip(conditions, checkpoints))
     heldout = (to_model_range(dataset.heldout_images), dataset.heldout_labels)
     table = local_dims_table(by_condition, {"heldout": heldout, "samples": (samples, labels)},

@@ -79,12 +79,12 @@ def train_vae(dataset: "Dataset", vae: Mapping[str, Any], *, data: Mapping[str, 
         (checkpoint, options, metrics.jsonl) per condition, in the order clean, then ``vae.times``.
     """
     from ..datasets import to_model_range
-    from ..vae import condition_name, fit_vae
+    from ..vae import condition_name, conditions, fit_vae
 
     images = to_model_range(dataset.train_images)
     heldout = (to_model_range(dataset.heldout_images), dataset.heldout_labels)
     trained = []
-    for t in vae_conditions(vae):
+    for t in conditions(vae):
         cfg = {"seed": vae["seed"], "data": dict(data), "sde": dict(sde), "vae": dict(vae), "t": t}
         work = Path(workdir) / condition_name(t)
         checkpoint, options = fit_vae(images, cfg, checkpoint_path=work / "train_state.pt",
@@ -93,7 +93,3 @@ def train_vae(dataset: "Dataset", vae: Mapping[str, Any], *, data: Mapping[str, 
         trained.append((checkpoint, options, work / "metrics.jsonl"))
     return trained
 
-
-def vae_conditions(vae: Mapping[str, Any]) -> list[float | None]:
-    """The VAE's training conditions: clean (None), then noisy at each of ``vae.times``."""
-    return [None, *vae["times"]]
