@@ -2,12 +2,14 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# exact tested versions (pyproject.toml has compatible ranges); a change to either reinstalls
+# exact tested versions (pyproject.toml has compatible ranges); a change to either's content reinstalls
 CONSTRAINTS := envs/constraints.txt
+# The stamp is named by the checksum of both files, and that name is its only trigger: no prerequisites, so a
+# fresh clone or a branch switch (new modification times, same content) finds it and reinstalls nothing.
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml $(CONSTRAINTS) | cksum | cut -d' ' -f1)
 CORES ?= all
 
-.PHONY: run test venv system-deps figures lint lock compare
+.PHONY: run test venv system-deps figures lint lock compare trajectory
 
 run: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES)
@@ -16,12 +18,16 @@ run: $(STAMP)
 compare: $(STAMP)
 	$(BIN)/snakemake -s workflow/compare.smk --cores $(CORES)
 
+# every claim along one training run, at the budgets of presets/trajectory.yaml (results/trajectory/)
+trajectory: $(STAMP)
+	$(BIN)/snakemake -s workflow/trajectory.smk --cores $(CORES)
+
 test: $(STAMP) system-deps lint
 	$(BIN)/python -m pytest
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml $(CONSTRAINTS)
+$(STAMP):
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) -e '.[test]'
@@ -42,9 +48,10 @@ system-deps:
 	fi
 
 # Rebuild only the figures of the default run (upstream results must exist or are built first): the `figures`
-# target collects every plot rule's outputs (workflow/rules/plots.smk), and every plot_* rule is forced to rerun.
+# target collects every plot rule's outputs (workflow/rules/plots.smk), and every plot_* rule is forced to rerun
+# (--list-rules prints "name (docstring)": the first word of each plot_ line).
 figures: $(STAMP)
-	$(BIN)/snakemake figures --cores $(CORES) --forcerun $$($(BIN)/snakemake --list-rules | grep '^plot_')
+	$(BIN)/snakemake figures --cores $(CORES) --forcerun $$($(BIN)/snakemake --list-rules | awk '/^plot_/ {print $$1}')
 
 # Snakemake's linter and the Snakemake formatter (settings in pyproject.toml); part of `make test`.
 lint: $(STAMP)

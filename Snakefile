@@ -25,6 +25,7 @@ include: "workflow/rules/report.smk"
 
 # Tiny jobs (figures, tables) run where Snakemake runs, not as cluster jobs: `localrule: True` in their rules.
 rule all:
+    """The default target: every table and figure of the run."""
     default_target: True
     input:
         final_outputs(),

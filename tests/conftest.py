@@ -15,6 +15,26 @@ ROOT = Path(__file__).resolve().parents[1]
 WORKFLOW_FILES = ("Snakefile", "config.yaml", "workflow", "presets", "envs", "profiles")
 
 
+def _e2e_timeout() -> float:
+    value = os.environ.get("SCORE_GEOMETRY_TEST_TIMEOUT", "3600")
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not seconds > 0:
+        raise pytest.UsageError(f"SCORE_GEOMETRY_TEST_TIMEOUT={value!r}: give the seconds as a positive number")
+    return seconds
+
+
+#: Seconds an end-to-end subprocess of the tests (a Snakemake run, the CLI, an example or a benchmark script) may
+#: take before the test fails on its timeout. The one place to change them all: the environment variable
+#: SCORE_GEOMETRY_TEST_TIMEOUT (seconds, default 3600). Generous, because a tiny run that takes ~2 min on an idle
+#: 2-core machine takes many times that on a loaded one (600 s made 21 tests error there). The runs that build
+#: several tiny runs in one command (the comparison, the SLURM run) get `LONG_E2E_TIMEOUT`, twice as long.
+E2E_TIMEOUT = _e2e_timeout()
+LONG_E2E_TIMEOUT = 2 * E2E_TIMEOUT
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _single_thread():
     # Deterministic and fast on a 2-core machine; bit-identity tests compare runs in one thread count.
@@ -40,8 +60,9 @@ def workflow_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory) -> Path:
-    """The workflow directory after one complete run of the tiny preset, shared by the tests that only read
-    its outputs or dry-run against it (`snakemake -n`); tests that change results use `workflow_dir`."""
+    """The workflow directory after one complete run of the tiny preset, built once per test session and shared
+    by the tests that only read its outputs, add runs of other names beside it or dry-run against it
+    (`snakemake -n`); tests that change its results use `workflow_dir`."""
     wd = copy_workflow(tmp_path_factory.mktemp("tiny_run"))
     # --cores 8 is what README tells users to run, whatever the machine (the jobs' threads are capped).
     proc = run_snakemake(wd, "--cores", "8", "--configfile", "presets/tiny.yaml")
@@ -50,9 +71,11 @@ def tiny_run(tmp_path_factory) -> Path:
     return wd
 
 
-def run_snakemake(cwd: Path, *args: str, timeout: float = 600,
+def run_snakemake(cwd: Path, *args: str, timeout: float | None = None,
                   env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    """Run the snakemake CLI of this interpreter's environment in `cwd` (extra environment variables in `env`)."""
+    """Run the snakemake CLI of this interpreter's environment in `cwd` (extra environment variables in `env`),
+    failing after `timeout` seconds (default `E2E_TIMEOUT`)."""
+    timeout = E2E_TIMEOUT if timeout is None else timeout
     exe = Path(sys.executable).with_name("snakemake")
     env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
     return subprocess.run([str(exe), *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)

@@ -11,6 +11,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+from conftest import E2E_TIMEOUT
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -18,7 +20,7 @@ def test_bench_jacobian_reports_ratios_agreement_and_roofline():
     out = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "bench_jacobian.py"), "--device", "cpu",
          "--channels", "8,16,16", "--repeats", "1", "--threads", "1"],
-        capture_output=True, text=True, timeout=300, check=True).stdout
+        capture_output=True, text=True, timeout=E2E_TIMEOUT, check=True).stdout
 
     ratio = lambda name: float(re.search(rf"{name} .*=\s+([0-9.]+)", out).group(1))  # noqa: E731
     assert ratio("a/b") > 0 and ratio("b/c") > 0
@@ -68,7 +70,7 @@ def test_gpu_check_cpu_smoke_runs_every_section(tmp_path):
                                                        if p)}
     proc = subprocess.run([sys.executable, "-c", _WITHOUT_MISSING_MODULES, str(GPU_CHECK), "--cpu-smoke",
                            "--threads", "1", "--out", str(tmp_path)],
-                          env=env, capture_output=True, text=True, timeout=300)
+                          env=env, capture_output=True, text=True, timeout=E2E_TIMEOUT)
     assert proc.returncode == 0, proc.stderr[-4000:]
     report = json.loads((tmp_path / "gpu_check.json").read_text())
     assert report["status"] == "complete" and report["schema"] == "gpu_check/1"

@@ -17,17 +17,21 @@ T = [0.01, 0.05, 0.3]
 VARIANCES = [4.0, 1.0, 0.1, 0.01, 0.001]
 
 
-def _tables(oracle, *, gain: float = 1.0, n: int = 3, parameterisation: str = "oracle") -> RunTables:
-    """Analyse the oracle's exact Jacobians (constant in x) for `n` images, the model's gain scaled by `gain`."""
-    J = np.stack([np.stack([gain * oracle.jacobian(t).numpy() for t in T])] * n)  # (n, T, D, D)
+def _tables(oracle, *, gain: float = 1.0, n: int = 3, parameterisation: str = "oracle",
+            kappa_sweep=(0.1,)) -> RunTables:
+    """Analyse the oracle's exact Jacobians (constant in x) for `n` images, the model's gain scaled by `gain`
+    (a number, or one per image)."""
+    gains = np.broadcast_to(np.asarray(gain, dtype=np.float64), (n,))
+    J = np.stack([np.stack([g * oracle.jacobian(t).numpy() for t in T]) for g in gains])  # (n, T, D, D)
     sigma = [float(oracle.sigma(t)) for t in T]
     res = analyse_jacobians(J, images=list(range(n)), labels=[0] * n, t=T, sigma=sigma, run="r", kappa=0.1,
-                            kappa_sweep=[0.1], progress=False)
+                            kappa_sweep=list(kappa_sweep), progress=False)
     cal = calibration_tables(model=res.diagnostics.assign(source="model_samples"),
                              heldout=res.diagnostics.assign(source="heldout_noisy"))[1]
     return RunTables(diagnostics=_with_skew_fields(res.diagnostics, J, sigma), overlaps=res.overlaps,
                      spectra=res.spectra, parameterisation=parameterisation, calibration=cal,
-                     features=res.features, feature_images=np.arange(n), feature_t=np.asarray(T))
+                     features=res.features, feature_images=np.arange(n), feature_t=np.asarray(T),
+                     local_dims=res.local_dims)
 
 
 def _with_skew_fields(diagnostics: pd.DataFrame, J: np.ndarray, sigma: list[float]) -> pd.DataFrame:
@@ -273,3 +277,65 @@ def test_vae_converged_reads_the_heldout_count_and_catches_a_slow_drift():
     assert not vae_converged([{**r, "gamma": 0.107} for r in held])[0]  # 6.8% off
     assert vae_converged([{**r, "gamma": 0.104} for r in held])[0]
     assert not vae_converged(held[:9])[0]  # two windows of 5 epochs are needed
+
+
+# --- r_t against each Jacobian's own floor, and the verdicts under every r_t definition ----------------------
+
+R_T_CLAIMS = [c.id for c in CLAIMS if c.uses_r_t]
+
+
+@pytest.mark.parametrize("gain", [1 / 1.3, 1 / 0.8, 1.0])
+def test_own_floor_r_t_returns_the_true_rank_of_a_mis_scaled_oracle(gaussian, gain):
+    """A model whose every Jacobian gain is off by a known factor (floor at sigma^2 / gain): the paper's r_t
+    counts off-manifold directions once the floor passes (1 + kappa) sigma^2, the own-floor r_t does not."""
+    expected = [gaussian.local_dim(t, 0.1) for t in T]
+    d = _tables(gaussian, gain=gain).diagnostics
+    own = d.groupby("t")["local_dim_own_floor"].median().to_numpy()
+    paper = d.groupby("t")["local_dim"].median().to_numpy()
+    np.testing.assert_allclose(d.groupby("t")["calibration_ratio"].median(), 1 / gain, rtol=1e-9)
+    assert (own == expected).all()
+    if gain < 1 / 1.1:  # floor 1.3 sigma^2 > (1 + kappa) sigma^2: every direction counted
+        assert (paper == 64).all() and (paper != expected).all()
+    if gain == 1.0:
+        assert (paper == expected).all()
+
+
+def test_own_floor_r_t_does_not_follow_the_floor_error(gaussian):
+    """Jacobians whose floors scatter like a trained model's (0.9-1.15 sigma^2): the paper's r_t tracks each
+    one's floor error, the own-floor r_t is the true rank whatever the error."""
+    gains = 1 / np.linspace(0.9, 1.15, 12)
+    d = _tables(gaussian, gain=gains, n=len(gains)).diagnostics
+    from score_geometry.compare import _floor_error_correlation
+
+    paper = _floor_error_correlation(d, "local_dim")
+    assert (paper > 0.7).all(), paper  # a step: r_t jumps to D once a floor passes (1 + kappa)
+    assert _floor_error_correlation(d, "local_dim_own_floor").isna().all()  # constant: no correlation at all
+    assert (d.groupby("t")["local_dim_own_floor"].nunique() == 1).all()
+
+
+def test_claims_under_every_r_t_definition_on_the_oracle_controls(gaussian):
+    exact = claims_table(_tables(gaussian, kappa_sweep=(0.05, 0.1, 0.2)), kappa_sweep=(0.05, 0.1, 0.2))
+    e = exact.set_index("id")
+    for cid in ("overlap_uv", "overlap_uw", "overlap_vw", "r_t_grows"):
+        assert e.loc[cid, "robustness"] == "holds robustly", (cid, e.loc[cid].to_dict())
+        assert e.loc[cid, "verdict_own_floor"] == e.loc[cid, "verdict_kappa_sweep"] == HOLDS
+    assert (e.loc[R_T_CLAIMS, "in_band_share"] == 1.0).all()
+    assert e.loc["calibration", "robustness"] == "holds (does not use r_t)"
+    assert "individually in the band: t=0.01: 1.00" in e.loc["calibration", "detail"]
+    # floor at 1.3 sigma^2: the paper's r_t is gated off, no Jacobian is in the band, the own floor still holds
+    mis = claims_table(_tables(gaussian, gain=1 / 1.3, kappa_sweep=(0.05, 0.1, 0.2)),
+                       kappa_sweep=(0.05, 0.1, 0.2)).set_index("id")
+    assert mis.loc["calibration", "verdict"] == FAILS
+    for cid in ("overlap_uv", "r_t_grows"):
+        assert mis.loc[cid, "verdict"] == NOT_MEASURABLE and mis.loc[cid, "verdict_own_floor"] == HOLDS
+        assert mis.loc[cid, "verdict_paper_in_band"] == NOT_MEASURABLE  # no Jacobian inside the band
+        assert mis.loc[cid, "robustness"].startswith("holds only under own_floor")
+    assert (mis.loc[R_T_CLAIMS, "in_band_share"] == 0.0).all()
+
+
+def test_claims_without_a_local_dims_table_judge_the_paper_r_t_alone(gaussian):
+    r = _tables(gaussian)
+    from dataclasses import replace
+
+    table = claims_table(replace(r, local_dims=None)).set_index("id")
+    assert "verdict_own_floor" not in table and table.loc["overlap_uv", "verdict_paper_in_band"] == HOLDS

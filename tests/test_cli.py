@@ -9,8 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 import torch
 
+from conftest import E2E_TIMEOUT
 from score_geometry import io
 from score_geometry.models import expected_local_dim, pca_oracle_checkpoint
 
@@ -19,7 +21,8 @@ SDE = {"beta_min": 0.1, "beta_max": 20.0}
 
 
 def _run(*args, cwd=None):
-    return subprocess.run([EXE, "analyse", *args], capture_output=True, text=True, cwd=cwd, timeout=600)
+    return subprocess.run([EXE, "analyse", *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=E2E_TIMEOUT)
 
 
 def test_oracle_reference_gives_its_closed_form_local_dimension_and_a_calibrated_floor(tmp_path):
@@ -68,3 +71,21 @@ def test_exactly_one_model_and_one_image_source(tmp_path):
         proc = _run(*args, "--out", str(tmp_path))
         assert proc.returncode != 0 and message in proc.stderr, proc.stderr
         assert "Traceback" not in proc.stderr
+
+
+def test_a_diffusers_unet_only_directory_runs_with_the_default_schedule_stated_and_no_warning(tmp_path):
+    """A directory that `unet.save_pretrained` alone wrote: read with the default DDPM schedule, which stderr
+    states; the loader prints none of diffusers' warnings (float32 casting, low_cpu_mem_usage)."""
+    diffusers = pytest.importorskip("diffusers")
+    torch.manual_seed(0)
+    diffusers.UNet2DModel(sample_size=8, in_channels=1, out_channels=1, layers_per_block=1, block_out_channels=(8, 16),
+                          norm_num_groups=4, down_block_types=("DownBlock2D", "DownBlock2D"),
+                          up_block_types=("UpBlock2D", "UpBlock2D")).save_pretrained(tmp_path / "unet_only")
+    np.save(tmp_path / "x.npy", np.zeros((1, 1, 8, 8), dtype=np.float32))
+    proc = _run("--source", "diffusers", "--path", str(tmp_path / "unet_only"), "--images", str(tmp_path / "x.npy"),
+                "--times", "0.3", "--out", str(tmp_path / "out"), "--device", "cpu")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "has no scheduler" in proc.stderr and "default linear DDPM schedule, beta 1e-4 to 0.02 over 1000 steps" \
+        in proc.stderr
+    assert "float32" not in proc.stderr and "accelerate" not in proc.stderr, proc.stderr
+    assert len(pd.read_parquet(tmp_path / "out/spectra.parquet")) == 64

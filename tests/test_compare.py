@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import run_snakemake
+from conftest import LONG_E2E_TIMEOUT, run_snakemake
 from test_workflow import assert_oracle_geometry
 from score_geometry.compare import comparison_table, deep_merge, run_config
 
@@ -58,7 +58,7 @@ def test_compare_workflow_on_the_tiny_preset(tiny_run):
     change reruns only that run."""
     workflow_dir = tiny_run  # adds results/tiny_x0, oracle and comparison_tiny; results/tiny is only read
     args = ("-s", "workflow/compare.smk", "--cores", "2", "--configfile", "presets/compare_tiny.yaml")
-    proc = run_snakemake(workflow_dir, *args, timeout=1500)
+    proc = run_snakemake(workflow_dir, *args, timeout=LONG_E2E_TIMEOUT)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-6000:]
     assert "rule eps_" not in proc.stdout + proc.stderr  # same config, key order included, as the single run
     assert "rule oracle_train_model" in proc.stdout + proc.stderr  # the same rule builds the oracle checkpoint

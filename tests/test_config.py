@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import os
 import subprocess
 import sys
@@ -253,3 +254,37 @@ def test_building_the_dag_never_imports_torch(workflow_dir, tmp_path, snakefile)
     control = subprocess.run([sys.executable, "-c", "import score_geometry.sde"], capture_output=True, text=True,
                              env={**os.environ, "PYTHONPATH": str(hook)})
     assert control.returncode != 0 and log.exists()
+
+
+def _unet_config(directory, **shape):
+    directory.mkdir(parents=True)
+    (directory / "config.json").write_text(json.dumps({"_class_name": "UNet2DModel", **shape}))
+
+
+@pytest.mark.parametrize("layout", ["unet/", "unet_only"])
+def test_a_diffusers_model_of_another_image_shape_fails_at_config_time(tmp_path, layout):
+    """unet/config.json (or config.json of a UNet-only directory) gives the shape without torch."""
+    model_dir = tmp_path / "hf"
+    _unet_config(model_dir / "unet" if layout == "unet/" else model_dir, in_channels=3, sample_size=16)
+    cfg = _default_config()
+    cfg["model"].update(source="diffusers", path=str(model_dir))
+    with pytest.raises(ConfigError, match=rf"config key model.path='{model_dir}': the diffusers UNet .*config.json\) "
+                                          r"takes images of shape \(3, 16, 16\).*data.dataset=mnist5k has images of "
+                                          r"shape \(1, 28, 28\)"):
+        check_config(cfg)
+    cfg["data"]["dataset"] = "blobs"
+    cfg["data"]["blobs"].update(channels=3, size=16)
+    check_config(cfg)  # the same shape: accepted
+
+
+def test_a_diffusers_config_that_gives_no_shape_is_left_to_the_loader(tmp_path):
+    cfg = _default_config()
+    cfg["model"].update(source="diffusers", path=str(tmp_path))
+    check_config(cfg)  # no config.json
+    (tmp_path / "config.json").write_text("{not json")
+    check_config(cfg)
+    (tmp_path / "config.json").write_text(json.dumps({"in_channels": 1}))
+    check_config(cfg)
+    (tmp_path / "config.json").write_text(json.dumps({"in_channels": 1, "sample_size": [28, 32]}))
+    with pytest.raises(ConfigError, match=r"\(1, 28, 32\)"):
+        check_config(cfg)

@@ -53,6 +53,29 @@ def test_knn_rejects_unknown_method_and_too_many_neighbours():
         est.knn_local_dims(X[:5], X[5:], method="mle", n_neighbors=100)
 
 
+@pytest.mark.parametrize("method,n_neighbors", [("mle", 20), ("twonn", 50), ("lpca", 50)])
+def test_knn_query_points_in_the_reference_set_are_left_out_of_their_own_neighbourhood(method, n_neighbors):
+    # Before: a query point that is also a reference point was its own nearest neighbour, at distance 0, and
+    # MLE reported a local dimension of 0 (or near it). Now each point's neighbours are the other points.
+    X = linear_points(5, 600, seed=1)
+    inside = est.knn_local_dims(X[:20], X, method=method, n_neighbors=n_neighbors)
+    for i in (0, 7, 19):  # exactly the estimate with the point taken out of the reference set
+        alone = est.knn_local_dims(X[i:i + 1], np.delete(X, i, axis=0), method=method, n_neighbors=n_neighbors)
+        assert inside[i] == pytest.approx(alone[0], rel=1e-12), i
+    assert np.all(inside > 2.5) and abs(inside.mean() - 5) <= 1.0, inside
+    # A point present twice in the reference set (a duplicated sample): both copies are left out.
+    doubled = np.concatenate([X, X[:3]])
+    np.testing.assert_allclose(est.knn_local_dims(X[:3], doubled, method=method, n_neighbors=n_neighbors),
+                               inside[:3], rtol=1e-12)
+
+
+def test_knn_refuses_too_few_reference_points_once_self_matches_are_left_out():
+    X = linear_points(3, 30, seed=2)
+    est.knn_local_dims(X[:2], X, method="mle", n_neighbors=29)  # 29 others are left for each point
+    with pytest.raises(ValueError, match="exceeds the 29 reference points left for query point 0"):
+        est.knn_local_dims(X[:2], X, method="mle", n_neighbors=30)
+
+
 @pytest.fixture(params=[5, 12])
 def oracle(request):
     return GaussianSubspaceOracle.random(D, request.param, variances=1.0, data_shape=(1, 28, 28), seed=request.param)

@@ -5,12 +5,12 @@ import sys
 
 import pandas as pd
 
-from conftest import ROOT
+from conftest import E2E_TIMEOUT, ROOT
 
 
 def test_analyse_own_model_example(tmp_path):
     proc = subprocess.run([sys.executable, str(ROOT / "examples" / "analyse_own_model.py"), str(tmp_path)],
-                          capture_output=True, text=True, timeout=600)
+                          capture_output=True, text=True, timeout=E2E_TIMEOUT)
     assert proc.returncode == 0, proc.stderr
     diag = pd.read_parquet(tmp_path / "diagnostics.parquet")
     assert len(diag) == 9

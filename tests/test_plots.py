@@ -141,6 +141,64 @@ def test_quality_table_orders_and_formats():
     assert "th:nth-child(3),td:nth-child(3){text-align:left}" in page  # text columns read left-aligned
 
 
+def test_markdown_tables_print_integers_as_integers():
+    """summary.md printed n_images as 2.000 (issue 24): a count stays an integer next to formatted floats."""
+    from score_geometry.report import markdown_table
+    from score_geometry.stages import summarise_results
+
+    diagnostics = pd.DataFrame([{"t": t, "sigma": 0.1 * (k + 1), "image": i, "local_dim": 3 + i,
+                                 "cos_uv_mean_first_r": 0.5, "cos_uv_mean_top_half": -0.99,
+                                 "high_rank_floor_share": 0.9, "asymmetry": 0.1, "skew_share_inside": 0.2,
+                                 "calibration_ratio": 1.01} for k, t in enumerate(TIMES[:2]) for i in range(2)])
+    overlaps = pd.DataFrame([{"t": t, "image": i, "pair": p, "n": n, "Phi": 0.75}
+                             for t in TIMES[:2] for i in range(2) for p in ("uv", "uw", "vw") for n in (1, 4, 8)])
+    lines = summarise_results(diagnostics, overlaps).markdown.splitlines()
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in lines[2:]]
+    col = dict(zip(header, zip(*rows)))
+    assert col["n_images"] == ("2", "2") and col["t"] == ("0.010", "0.030"), lines
+    assert col["r_t_median"] == ("3.500", "3.500") and col["Phi_uv_at_mean_r"] == ("0.750", "0.750"), lines
+    table = pd.DataFrame({"n": [1, 20], "x": [0.5, 2.0], "name": ["a", "b"], "flag": [True, False]})
+    assert markdown_table(table, floatfmt=".1f").splitlines()[2:] == ["|   1 | 0.5 | a      | True   |",
+                                                                     "|  20 | 2.0 | b      | False  |"]
+
+
+def test_fig4_band_is_the_iqr_and_stays_within_0_1(diagnostics):
+    """Fig. 4's band is the interquartile range over images, not mean +- 1 sd (which left [0, 1] for overlaps
+    such as 0, 0, 0.05, 1); the line is the median, and the legend says so."""
+    values = [0.0, 0.0, 0.05, 1.0]
+    overlaps = pd.DataFrame([{"t": t, "image": i, "pair": p, "n": n, "Phi": v}
+                             for t in TIMES[:1] for i, v in enumerate(values) for p in ("uv", "uw", "vw")
+                             for n in (1, 10, 50)])
+    fig = plots.fig4_overlaps(overlaps, diagnostics[diagnostics["t"] == TIMES[0]])
+    q25, q50, q75 = np.quantile(values, [0.25, 0.5, 0.75])
+    assert np.mean(values) - np.std(values, ddof=1) < 0  # what the old band drew
+    for ax in fig.axes:
+        (band,) = ax.collections
+        y = np.concatenate([path.vertices[:, 1] for path in band.get_paths()])
+        assert 0 <= y.min() and y.max() <= 1
+        np.testing.assert_allclose(sorted(set(np.round(y, 12))), [q25, q75])
+        np.testing.assert_allclose(ax.get_lines()[0].get_ydata(), [q50] * 3)
+    legend = fig.axes[-1].get_legend()
+    texts = [t.get_text() for t in legend.get_texts()]
+    assert "IQR over images" in texts and legend.get_title().get_text() == "median over images", texts
+
+
+@pytest.mark.parametrize("n, shape", [(6, (1, 6)), (1, (1, 1)), (16, (1, 16)), (17, (2, 9)), (20, (2, 10)),
+                                      (128, (8, 16))])
+def test_sample_grid_is_sized_to_the_samples(n, shape):
+    """6 samples drew a 1440 x 105 px grid of 16 columns, 60 % blank (issue 24): the grid has as few rows as 16
+    columns allow and spreads the samples evenly over them, so no more than one row is partly blank."""
+    images = np.zeros((n, 28, 28), dtype=np.float32)
+    fig = plots.sample_grid(images, labels=list(range(n)))
+    rows, cols = shape
+    assert len(fig.axes) == rows * cols and len(_drawn(fig)) == n
+    assert tuple(fig.axes[0].get_subplotspec().get_gridspec().get_geometry()) == shape
+    np.testing.assert_allclose(fig.get_size_inches(), (cols * 0.6, rows * 0.7))
+    with pytest.raises(ValueError, match="no images"):
+        plots.sample_grid(images[:0])
+
+
 # --- images of any shape: grey (C = 1, drawn as before) and RGB (C = 3) ---------------------------------------
 
 def _drawn(fig) -> list[np.ndarray]:

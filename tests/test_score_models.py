@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import math
+import shutil
 import textwrap
 
 import numpy as np
@@ -14,8 +16,8 @@ from conftest import run_snakemake
 from score_geometry.models import pca_oracle_checkpoint, score_fn_from_checkpoint
 from score_geometry.networks import build_network
 from score_geometry.score import make_score_fn
-from score_geometry.score_models import (ScoreModel, check_score_model, diffusers_score, load_score_model,
-                                         timestep_for)
+from score_geometry.score_models import (ModelLoadError, ScoreModel, check_score_model, diffusers_score,
+                                         load_external, load_score_model, timestep_for)
 from score_geometry.sde import VPSDE
 
 SDE = {"beta_min": 0.1, "beta_max": 20.0}
@@ -101,7 +103,8 @@ def test_callable_returning_a_score_model_is_used_as_is(tmp_path):
 
 def test_callable_errors_name_the_problem(tmp_path):
     path = _write_module(tmp_path, "def build():\n    return 3\n")
-    with pytest.raises(TypeError, match="expected a ScoreModel"):
+    with pytest.raises(ModelLoadError, match=r"callable model .*user_model.py:build: it returned int; expected .*"
+                                             r"a function returning a ScoreModel or a net\(x, t\)"):
         load_score_model({"kind": "callable", "spec": {"path": f"{path}:build"}, "config": _cfg()})
     with pytest.raises(ValueError, match="no attribute 'other'"):
         load_score_model({"kind": "callable", "spec": {"path": f"{path}:other"}, "config": _cfg()})
@@ -134,6 +137,63 @@ def test_exported_program_with_a_dynamic_batch_serves_jacobians(tmp_path):
     J = score_jacobian(model.score, x[:1], float(t[0]), chunk_size=100, method="retain")[0]
     expected = -(1 - torch.tanh(x[0].flatten()) ** 2) * (1 + t[0]) / sigma[0].flatten()
     torch.testing.assert_close(J, torch.diag(expected))
+
+
+def test_a_reference_that_is_not_one_says_what_it_needs():
+    with pytest.raises(ValueError, match=r"needs 'config'.*keys \['kind', 'spec'\].*load_external\('diffusers', path"):
+        load_score_model({"kind": "diffusers", "spec": {"path": "ddpm-mnist"}})
+    with pytest.raises(ValueError, match="kind torchscript needs spec.path"):
+        load_score_model({"kind": "torchscript", "config": _cfg()})
+    with pytest.raises(TypeError, match="a model reference is a dict .*got Tensor"):
+        load_score_model(torch.zeros(3))
+
+
+def test_load_external_is_the_public_loader_and_checks_what_it_loads(tmp_path):
+    import score_geometry
+
+    assert "load_external" in score_geometry.__all__ and score_geometry.load_external is load_external
+    path = _write_module(tmp_path, """
+        import torch
+        class EpsNet(torch.nn.Module):
+            def forward(self, x, t):
+                return torch.tanh(x) * (1 + t.view(-1, 1, 1, 1))
+        def build(scale):
+            return EpsNet()
+        def nan_band():
+            return lambda x, t: torch.where(((t > 0.05) & (t < 0.2)).view(-1, 1, 1, 1), x * float("nan"), x)
+        """)
+    model = load_external("callable", f"{path}:build", kwargs={"scale": 1}, beta_max=10.0, image_shape=(1, 4, 4))
+    x, t = _x_t(shape=(1, 4, 4))
+    assert model.image_shape == (1, 4, 4) and model.kind == "callable" and model.sde.beta_max == 10.0
+    torch.testing.assert_close(model(x, t), -EpsNet()(x, t) / VPSDE(0.1, 10.0).sigma(t).view(-1, 1, 1, 1))
+    load_external("callable", f"{path}:nan_band", image_shape=(1, 4, 4))  # finite at the default check times
+    with pytest.raises(ModelLoadError, match=r"callable model .*:nan_band: the score model returned non-finite "
+                                             r"values at t = 0.1; expected"):
+        load_external("callable", f"{path}:nan_band", image_shape=(1, 4, 4), times=(0.01, 0.1))
+
+
+@pytest.mark.parametrize(("source", "content", "needle"), [
+    ("torchscript", None, "no such file"),
+    ("torchscript", "text", r"not a torch.jit.save file \(not a zip archive\); expected a file saved with "
+                            r"torch.jit.save"),
+    ("export", "text", r"not a torch.export.save program \(.pt2\); expected a program saved with torch.export.save"),
+])
+def test_file_loaders_name_the_source_the_file_and_the_format(tmp_path, source, content, needle):
+    if content is not None:
+        (tmp_path / "model.bin").write_text(content)
+    with pytest.raises(ModelLoadError, match=rf"{source} model {tmp_path / 'model.bin'}: {needle}"):
+        load_external(source, tmp_path / "model.bin", image_shape=(1, 28, 28))
+
+
+def test_check_score_model_rejects_a_score_that_is_not_a_tensor():
+    with pytest.raises(ValueError, match="returned tuple at t = 0.01: expected a tensor of shape"):
+        check_score_model(ScoreModel(lambda x, t: (x, t), (1, 2, 2), VPSDE(), "mine"), (1, 2, 2))
+    with pytest.raises(ValueError, match=r"failed on inputs \(2, 1, 2, 2\) at t = 0.01: RuntimeError: broken"):
+        check_score_model(ScoreModel(_broken, (1, 2, 2), VPSDE(), "mine"), (1, 2, 2))
+
+
+def _broken(x, t):
+    raise RuntimeError("broken")
 
 
 def test_check_score_model_rejects_another_image_shape():
@@ -220,6 +280,59 @@ def test_diffusers_directory_loads_as_its_unet_at_the_matched_timestep(tmp_path)
     torch.testing.assert_close(model(x, t), expected)
 
 
+class _Records(logging.Handler):
+    """The records a logger (diffusers': it does not propagate) emits while attached."""
+
+    def __init__(self, name: str):
+        super().__init__()
+        self.records, self.logger = [], logging.getLogger(name)
+
+    def __enter__(self):
+        self.logger.addHandler(self)
+        return self.records
+
+    def __exit__(self, *exc):
+        self.logger.removeHandler(self)
+
+    def emit(self, record):
+        self.records.append(record.getMessage())
+
+
+def test_diffusers_model_loads_without_a_warning(tmp_path):
+    """Casting with .to(dtype) makes diffusers warn that modules "should be kept in float32"; the loader loads in
+    the dtype instead (and without the low_cpu_mem_usage warning where accelerate is missing)."""
+    unet = save_tiny_diffusers_model(tmp_path)
+    with _Records("diffusers") as records:
+        unet.to(dtype=torch.float32)
+    assert any("Casting directly" in r for r in records)  # the control: the warning is seen
+    with _Records("diffusers") as records:
+        for dtype in (torch.float32, torch.float64):
+            model = load_score_model({"kind": "diffusers", "spec": {"path": str(tmp_path)}, "config": _cfg()},
+                                     dtype=dtype)
+            x, t = _x_t()
+            assert model(x.to(dtype), t.to(dtype)).dtype == dtype
+    assert records == []
+
+
+def test_a_unet_only_directory_reads_with_the_stated_default_schedule(tmp_path, caplog):
+    save_tiny_diffusers_model(tmp_path / "pipeline")
+    shutil.copytree(tmp_path / "pipeline/unet", tmp_path / "unet_only")  # what unet.save_pretrained alone writes
+    with caplog.at_level(logging.WARNING, logger="score_geometry.score_models"):
+        only = load_external("diffusers", tmp_path / "unet_only")
+    assert "has no scheduler" in caplog.text and "default linear DDPM schedule, beta 1e-4 to 0.02 over 1000 steps" \
+        in caplog.text
+    full = load_external("diffusers", tmp_path / "pipeline")  # linear 1e-4..0.02, 1000 steps, epsilon: the same
+    assert only.image_shape == full.image_shape == (1, 28, 28) and only.parameterisation == "epsilon"
+    x, t = _x_t()
+    torch.testing.assert_close(only(x, t), full(x, t))
+    with pytest.raises(ModelLoadError, match=r"differs from the data's \(3, 28, 28\)"):
+        load_external("diffusers", tmp_path / "unet_only", image_shape=(3, 28, 28))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelLoadError, match=r"diffusers model .*empty: no UNet2DModel in .*; expected a directory "
+                                             r"with unet/ .* and scheduler/"):
+        load_external("diffusers", tmp_path / "empty")
+
+
 # --- the pipeline on external models: training skipped --------------------------------------------------
 
 def _external_run(wd, name, model):
@@ -271,9 +384,12 @@ def test_pipeline_runs_on_an_external_model_without_training(tiny_run, source):
 
 
 def test_config_rejects_an_external_source_without_a_valid_path(workflow_dir):
+    (workflow_dir / "rgb/unet").mkdir(parents=True)  # a diffusers UNet on 3x16x16 images: not mnist5k's
+    (workflow_dir / "rgb/unet/config.json").write_text('{"in_channels": 3, "sample_size": 16}')
     for model, message in (({"source": "torchscript"}, "model.path: required"),
                            ({"source": "torchscript", "path": "missing.pt"}, "model.path='missing.pt': no such file"),
-                           ({"source": "callable", "path": "no_colon"}, "expected 'package.module:function'")):
+                           ({"source": "callable", "path": "no_colon"}, "expected 'package.module:function'"),
+                           ({"source": "diffusers", "path": "rgb"}, "takes images of shape (3, 16, 16)")):
         (workflow_dir / "bad.yaml").write_text(yaml.safe_dump({"model": model}))
         proc = run_snakemake(workflow_dir, "-n", "--cores", "1", "--configfile", "bad.yaml")
         assert proc.returncode != 0 and message in proc.stdout + proc.stderr, proc.stdout + proc.stderr
@@ -283,6 +399,6 @@ def test_config_rejects_an_external_source_without_a_valid_path(workflow_dir):
 def test_public_api_exports_the_seam():
     import score_geometry
 
-    for name in ("ScoreModel", "load_score_model", "VPSDE"):
+    for name in ("ScoreModel", "load_score_model", "load_external", "VPSDE"):
         assert name in score_geometry.__all__ and hasattr(score_geometry, name)
     assert math.isfinite(float(score_geometry.VPSDE().sigma(torch.tensor(0.5))))

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from score_geometry.jacobian import batch_jacobian
-from score_geometry.skew import (block_ratio, curl_from_jacobian, isotropic_shares, skew_shares, tangent_curl,
-                                 tangent_normal_basis)
+from score_geometry.skew import (block_ratio, curl_from_jacobian, isotropic_shares, skew_shares, skew_tolerance,
+                                 tangent_curl, tangent_normal_basis)
 from score_geometry.spectra import analyse_jacobian
 
 
@@ -262,3 +262,124 @@ def test_mnist_dimension_isotropic_skew(known_subspace):
     iso = isotropic_shares(K_ON, D_MNIST)
     for block, rtol in (("inside", 0.2), ("cross", 0.03), ("outside", 0.01)):
         assert out[f"share_{block}"][0] == pytest.approx(iso[block], rel=rtol), block
+
+
+# --- the library's edges: the basis's shape, and what counts as no skew part in float32 -------------------------
+
+def test_a_basis_of_the_subspace_alone_is_refused_with_what_is_expected():
+    rng = np.random.default_rng(3)
+    D, k = 12, 4
+    J = rng.standard_normal((2, D, D))
+    U, _ = np.linalg.qr(rng.standard_normal((D, D)))
+    with pytest.raises(ValueError, match=r"\(D, D\) = \(12, 12\).*\(N, D, D\) = \(2, 12, 12\).*got shape \(12, 4\)"
+                                         r".*mode='complete'"):
+        skew_shares(J, U[:, :k], k)
+    with pytest.raises(ValueError, match=r"3 bases for 2 Jacobians"):
+        skew_shares(J, np.stack([U] * 3), k)
+    with pytest.raises(ValueError, match=r"got shape \(12,\)"):
+        skew_shares(J, U[:, 0], k)
+    # The advice works: the completed basis gives the shares of the full one (the split depends on the span only).
+    completed = np.linalg.qr(U[:, :k], mode="complete")[0]
+    for key in ("share_inside", "share_cross", "share_outside", "rel_inside", "rel_cross", "rel_outside"):
+        np.testing.assert_allclose(skew_shares(J, completed, k)[key], skew_shares(J, U, k)[key], atol=1e-12)
+
+
+def _potential_hessians(dtype: torch.dtype, D: int = 16, n: int = 8) -> torch.Tensor:
+    """Jacobians (n, D, D) of g = grad(phi), phi a random two-layer tanh potential minus |x|^2 / 2: exactly
+    symmetric, computed in `dtype` (so in float32 symmetric only to round-off)."""
+    gen = torch.Generator().manual_seed(11)
+    W1 = torch.randn(64, D, generator=gen, dtype=torch.float64) / D**0.5
+    W2 = torch.randn(64, 64, generator=gen, dtype=torch.float64) / 8
+    w3 = torch.randn(64, generator=gen, dtype=torch.float64) / 8
+    W1, W2, w3 = W1.to(dtype), W2.to(dtype), w3.to(dtype)
+    x = torch.randn(n, D, generator=gen, dtype=torch.float64).to(dtype)
+
+    def g(z):  # (B, D) -> grad phi (B, D); phi of each row depends on that row only
+        with torch.enable_grad():
+            z = z if z.requires_grad else z.requires_grad_()
+            phi = torch.tanh(torch.tanh(z @ W1.T) @ W2.T) @ w3 - 0.5 * (z * z).sum(1)
+            return torch.autograd.grad(phi.sum(), z, create_graph=True)[0]
+
+    return batch_jacobian(g, x)
+
+
+def test_float32_jacobian_of_a_conservative_field_has_no_skew_share():
+    # In float32 the Hessian of a potential is symmetric to round-off only: the skew part is ~eps32 ||J||, and
+    # its "shares" are noise (before: 0.2 / 0.5 / 0.3-like numbers). They are NaN, and the skew part counts as 0.
+    J32 = _potential_hessians(torch.float32)
+    Jn = J32.double().numpy()
+    rel = np.linalg.norm(Jn - np.swapaxes(Jn, 1, 2), axis=(1, 2)) / 2 / np.linalg.norm(Jn, axis=(1, 2))
+    assert np.all(rel > 0) and np.all(rel < 2 * np.finfo(np.float32).eps)  # round-off, not exactly symmetric
+    basis = np.linalg.qr(np.random.default_rng(0).standard_normal((16, 16)))[0]
+    for J in (J32, J32.numpy()):  # a tensor or an array: the dtype sets the tolerance
+        out = skew_shares(J, basis, 5)
+        for key in ("share_inside", "share_cross", "share_outside", "rel_ratio"):
+            assert np.all(np.isnan(out[key])), key
+        for key in ("frac_inside", "frac_cross", "frac_outside", "rel_inside", "rel_cross", "rel_outside"):
+            assert np.all(out[key] == 0.0), key
+        np.testing.assert_allclose(out["skew_norm"], rel * out["jac_norm"], rtol=1e-6)  # still the measured size
+    # The same field in float64 is symmetric to float64 round-off: no share either, with the float64 tolerance.
+    out64 = skew_shares(_potential_hessians(torch.float64), basis, 5)
+    assert np.all(np.isnan(out64["share_inside"]))
+    # An explicit tolerance still rules: 1e-12 (the float64 one) on float32 input gives the round-off shares.
+    assert np.all(np.isfinite(skew_shares(J32, basis, 5, skew_tol=1e-12)["share_inside"]))
+    with pytest.raises(ValueError, match="skew_tol must be >= 0"):
+        skew_shares(J32, basis, 5, skew_tol=-1.0)
+
+
+def test_symmetric_matrix_cast_to_float32_and_the_tolerance_by_dtype():
+    rng = np.random.default_rng(5)
+    A = rng.standard_normal((3, 10, 10))
+    S = (A + np.swapaxes(A, 1, 2)).astype(np.float32)
+    out = skew_shares(S, np.eye(10), 3)
+    assert np.all(np.isnan(out["share_inside"])) and np.all(out["rel_inside"] == 0.0)
+    eps32 = np.finfo(np.float32).eps
+    assert skew_tolerance(S) == pytest.approx(32 * eps32) == skew_tolerance(torch.from_numpy(S))
+    assert skew_tolerance(S.astype(np.float64)) == skew_tolerance(torch.zeros(1, dtype=torch.float64)) == 1e-12
+    assert skew_tolerance(np.zeros(3, dtype=np.int64)) == 1e-12  # exact input: the analysis's own floor
+    assert skew_tolerance(torch.zeros(1, dtype=torch.float16)) == pytest.approx(32 * 2.0**-10)
+
+
+@pytest.mark.parametrize("size", [1e-4, 1e-2])
+def test_float32_skew_above_round_off_is_reported(size):
+    # A genuine skew part of relative size 1e-4 (26x the float32 tolerance) or 1e-2, inside a known 3-dim
+    # subspace of R^10: its shares are reported, and correct to float32 accuracy.
+    rng = np.random.default_rng(6)
+    U, _ = np.linalg.qr(rng.standard_normal((10, 10)))
+    sym = U @ np.diag(-np.geomspace(0.5, 50, 10)) @ U.T
+    G = rng.standard_normal((3, 3))
+    skew = U[:, :3] @ (G - G.T) @ U[:, :3].T
+    J = sym + size * np.linalg.norm(sym) / np.linalg.norm(skew) * skew
+    out = skew_shares(J[None].astype(np.float32), U, 3)
+    assert out["skew_norm"][0] / out["jac_norm"][0] == pytest.approx(size, rel=1e-3)
+    assert out["share_inside"][0] == pytest.approx(1.0, abs=1e-4)
+    assert out["share_cross"][0] == pytest.approx(0.0, abs=1e-4)
+
+
+def test_float32_injected_skew_control_recovers_its_known_share(known_subspace):
+    # The MNIST-dimension control of above, stored as the pipeline stores Jacobians (float32).
+    rng, U, sym, lam = known_subspace
+    P = U[:, :K_ON]
+    G = np.random.default_rng(8).standard_normal((K_ON, K_ON))
+    S = (G - G.T) / np.sqrt(2 * K_ON)
+    J32 = (sym + P @ S @ P.T)[None].astype(np.float32)
+    known = skew_shares(J32, U, K_ON)
+    assert known["share_inside"][0] == pytest.approx(1.0, abs=1e-6)
+    expected = np.linalg.norm(S) / np.sqrt(np.sum(lam[:K_ON] ** 2) + np.linalg.norm(S) ** 2)
+    assert known["rel_inside"][0] == pytest.approx(expected, rel=1e-4)
+    assert np.isnan(known["rel_cross"][0])  # the cross blocks of J are float32 round-off: empty
+    # Without the skew part the same float32 control reports no share.
+    assert np.isnan(skew_shares(sym[None].astype(np.float32) + 0, U, K_ON)["share_inside"][0])
+
+
+def test_tangent_curl_tolerance_follows_the_dtype():
+    # A conservative field in R^3 in float32: its curl is round-off (non-zero), so no ratio is reported.
+    J = _potential_hessians(torch.float32, D=3, n=32)
+    normal = _points(32).numpy()
+    out = tangent_curl(J, normal)
+    assert np.all(out["curl_norm"] > 0)
+    assert np.all(np.isnan(out["rel_curl"])) and np.all(out["rel_jac"] == 0.0)
+    # A genuine rotation in float32 is reported.
+    x = _points().float()
+    J = batch_jacobian(lambda z: grad_potential(z) + rotation_about([0.0, 0.0, 1.0], z), x)
+    assert np.all(np.isfinite(tangent_curl(J, x.numpy())["rel_curl"]))

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import run_snakemake
+from conftest import LONG_E2E_TIMEOUT, run_snakemake
 from score_geometry import io
 from slurm_cluster import LocalSlurm, install_packages, missing_commands
 
@@ -112,7 +112,7 @@ def test_tiny_run_on_slurm(slurm, tiny_run, workflow_dir):
     try:
         proc = run_snakemake(workflow_dir, "--profile", "profiles/slurm", "--configfile", "presets/tiny.yaml",
                              "--slurm-init-seconds-before-status-checks", "1", "--seconds-between-status-checks",
-                             "2", timeout=1500, env=slurm.env)
+                             "2", timeout=LONG_E2E_TIMEOUT, env=slurm.env)
     finally:
         kill.stop.set()
     log = proc.stdout + proc.stderr

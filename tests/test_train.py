@@ -13,6 +13,7 @@ import time
 import pytest
 import torch
 
+from conftest import E2E_TIMEOUT
 from score_geometry import io
 from score_geometry.train import (final_checkpoint, fit_score_model, load_ema_model, resume_hash, train_model,
                                   update_ema)
@@ -82,7 +83,7 @@ def test_resume_after_sigkill_is_bit_identical(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen([sys.executable, "-c", _WORKER, json.dumps(cfg), str(ckpt), str(metrics)], env=env)
     try:
-        deadline = time.time() + 120
+        deadline = time.time() + E2E_TIMEOUT  # left as soon as step 10 is saved
         while time.time() < deadline and not (ckpt.exists() and io.load_checkpoint(ckpt)["state"]["step"] >= 10):
             time.sleep(0.05)
         proc.send_signal(signal.SIGKILL)

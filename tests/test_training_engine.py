@@ -178,3 +178,48 @@ def test_every_trainer_resumes_to_the_uninterrupted_state(tmp_path, trainer, hal
     assert {"model", "optimizer", "generator", "torch_rng", "step"} <= a["state"].keys()
     assert_same(b, a)  # model, EMA, optimiser, generator, torch RNG, counters, config and its hash
     assert untimed(tmp_path / "b.jsonl") == untimed(tmp_path / "ref.jsonl")
+
+
+@pytest.mark.parametrize("trainer, low, high", [(_score_net, 6, 12), (_toy, 10, 20), (_vae, 1, 3)],
+                         ids=["score_net", "toy_mlp", "vae"])
+def test_a_lowered_budget_after_a_finished_run_trains_exactly_that_budget(tmp_path, trainer, low, high):
+    """A rolling state past the requested total is never resumed: lowering train.steps (or toy.train.steps,
+    vae.epochs) after a finished run yields the model of exactly the lower budget, not the longer-trained one."""
+    trainer(tmp_path, "ref", low)
+    trainer(tmp_path, "b", high)
+    trainer(tmp_path, "b", low)  # its rolling state is at `high`
+    a, b = io.load_checkpoint(tmp_path / "ref.pt"), io.load_checkpoint(tmp_path / "b.pt")
+    assert_same(b, a)
+    assert untimed(tmp_path / "b.jsonl") == untimed(tmp_path / "ref.jsonl")
+
+
+def test_a_state_past_the_total_is_ignored_with_a_warning(tmp_path, caplog):
+    run = engine.Run(tmp_path / "s.pt", tmp_path / "m.jsonl", {"a": 1}, "h")
+    engine.fit(fresh(), sgd_step, total=8, run=run, progress=False)
+    with caplog.at_level("WARNING"):
+        state = engine.fit(fresh(), sgd_step, total=5, run=run, progress=False)
+    assert state.step == 5 and "past the requested 5" in caplog.text
+    assert max(r["step"] for r in io.read_jsonl(run.metrics_path)) == 5
+
+
+def test_the_training_stages_remove_their_resume_state_once_trained(tmp_path):
+    """So a rerun of the rule (--forcerun, a changed budget) trains anew instead of re-emitting the old model."""
+    from score_geometry.datasets import Dataset
+    from score_geometry.stages import finish_training, train_model
+    from test_train import CFG
+
+    (tmp_path / "w" / "clean").mkdir(parents=True)
+    (tmp_path / "w" / "clean" / "train_state.pt").write_bytes(b"x")
+    (tmp_path / "w" / "metrics.jsonl").write_text("")
+    finish_training(tmp_path / "w")
+    assert not (tmp_path / "w" / "clean" / "train_state.pt").exists() and (tmp_path / "w" / "metrics.jsonl").exists()
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 255, size=(32, 28, 28), dtype=np.uint8)
+    ds = Dataset(name="x", train_images=images, train_labels=np.zeros(32, dtype=np.int64),
+                 heldout_images=images[:4], heldout_labels=np.zeros(4, dtype=np.int64))
+    cfg = copy.deepcopy(CFG)
+    cfg["train"]["steps"] = 3
+    cfg["model"]["score_model"] = "unet"
+    checkpoint, options, metrics = train_model(ds, cfg, workdir=tmp_path / "run", device="cpu", threads=1)
+    assert options["final_step"] == 3 and metrics.exists()
+    assert not (tmp_path / "run" / "train_state.pt").exists()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -315,7 +317,7 @@ def test_every_script_is_read_one_stage_call_write():
     from score_geometry import stages
 
     rules = set()
-    for smk in [*(ROOT / "workflow" / "rules").glob("*.smk"), ROOT / "workflow" / "compare.smk"]:
+    for smk in [*(ROOT / "workflow" / "rules").glob("*.smk"), *(ROOT / "workflow").glob("*.smk")]:
         rules |= {line.split()[1].rstrip(":") for line in smk.read_text().splitlines() if line.startswith("rule ")}
     for path in sorted((ROOT / "workflow" / "scripts").glob("*.py")):
         imported = {}
@@ -328,9 +330,58 @@ def test_every_script_is_read_one_stage_call_write():
         assert imported.get("score_geometry", {"io"}) == {"io"}, path.name
         assert imported["score_geometry.runtime"] <= {"setup_logging", "setup_torch", "resolve_device"}, path.name
         calls = imported.get("score_geometry.stages", set())
-        assert len(calls) == (0 if path.stem == "aggregate_spectra" else 1), (path.name, calls)  # concatenation: io
+        io_only = {"aggregate_spectra", "share_with_budget"}  # concatenation, a copy: io alone
+        assert len(calls) == (0 if path.stem in io_only else 1), (path.name, calls)
         assert all(hasattr(stages, c) for c in calls), calls
         if path.stem != "plot_figure":
             assert path.stem in rules and calls <= {path.stem}, (path.name, calls)  # rule = script = stage
     for rule in rules - {"all", "figures"}:
         assert f"    {rule if not rule.startswith('plot_') else 'plot_* (every figure)'} " in stages.__doc__, rule
+
+
+@pytest.mark.slow
+def test_after_a_real_kill_unlock_and_rerun_rebuild_the_model(workflow_dir):
+    """kill -9 of Snakemake's whole process group while train_model runs: the next run stops on the lock (as
+    README says), `--unlock` with the same config frees it, and the rerun resumes training to the full budget."""
+    import os
+    import signal
+    import time
+
+    from conftest import E2E_TIMEOUT
+
+    (workflow_dir / "longer.yaml").write_text("train: {steps: 400, checkpoint_every: 10}\n")
+    target = "results/tiny/model/model.pt"
+    args = (target, "--cores", "1", "--configfile", "presets/tiny.yaml", "longer.yaml")
+    exe = Path(sys.executable).with_name("snakemake")
+    proc = subprocess.Popen([str(exe), *args], cwd=workflow_dir, start_new_session=True, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    state = workflow_dir / "results" / "tiny" / "model" / "work" / "train_state.pt"
+    deadline = time.monotonic() + E2E_TIMEOUT
+    while not state.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert state.exists() and proc.poll() is None, "training never checkpointed before the run ended"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.communicate()
+    assert not (workflow_dir / target).exists()
+    locked = run_snakemake(workflow_dir, *args)
+    assert locked.returncode != 0 and "LockException" in locked.stdout + locked.stderr
+    assert run_snakemake(workflow_dir, *args, "--unlock").returncode == 0
+    rerun = run_snakemake(workflow_dir, *args)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    log = (workflow_dir / "logs" / "train_model" / "tiny.log").read_text()
+    assert "resumed from" in log
+    options = json.loads((workflow_dir / "results" / "tiny" / "model" / "training_options.json").read_text())
+    assert options["final_step"] == 400 and not state.exists()  # a finished training keeps no resume state
+
+
+@pytest.mark.slow
+def test_a_run_missing_its_model_is_not_complete(tiny_run, tmp_path):
+    """The model files users are told to use are in the default target: with model.pt gone (a killed
+    --forcerun train_model), the plain command rebuilds it instead of reporting "Nothing to be done"."""
+    import shutil
+
+    wd = tmp_path / "copy"
+    shutil.copytree(tiny_run, wd, symlinks=True)
+    (wd / "results" / "tiny" / "model" / "model.pt").unlink()
+    proc = run_snakemake(wd, "-n", "--cores", "1", "--configfile", "presets/tiny.yaml")
+    assert proc.returncode == 0 and "rule train_model" in proc.stdout + proc.stderr, proc.stdout + proc.stderr

@@ -59,6 +59,7 @@ def run_files(name):
 
 
 rule compare_runs:
+    """The runs side by side as tables and a figure: rₜ, calibration, sample quality, claims."""
     input:
         **{f"{name}_{kind}": path for name in RUNS for kind, path in run_files(name).items()},
         everything=[rules.x0_all.input, rules.eps_all.input, rules.oracle_all.input],
@@ -70,6 +71,8 @@ rule compare_runs:
     log:
         f"logs/compare_runs/{config['comparison']}.log",
     localrule: True
+    conda:
+        "../envs/score-geometry.yaml"
     params:
         runs={
             name: {
@@ -85,6 +88,7 @@ rule compare_runs:
 
 
 rule all:
+    """The default target: every run of the comparison and their comparison."""
     default_target: True
     input:
         rules.compare_runs.output,

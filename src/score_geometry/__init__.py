@@ -21,10 +21,10 @@ from __future__ import annotations
 import importlib
 from typing import Any, Callable, Mapping
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 _EXPORTS = {
-    "ScoreModel": "score_models", "load_score_model": "score_models",
+    "ScoreModel": "score_models", "load_score_model": "score_models", "load_external": "score_models",
     "VPSDE": "sde", "make_score_fn": "score",
     "score_jacobian": "jacobian", "batch_jacobian": "jacobian",
     "analyse_jacobian": "spectra", "local_dimension": "spectra", "local_dim_sweep": "spectra",

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from .spectra import Spectrum, analyse_jacobian, overlaps
+from .spectra import RANK_SKEW_FIELDS, Spectrum, analyse_jacobian, floor_ratio, overlaps, sweep_ranks
 
 # Fig. 2's columns, in the paper's order.
 FEATURE_NAMES = ("v_minus", "u_minus", "w_zero", "w_plus", "u_plus", "v_plus", "w_minus")
@@ -25,7 +25,7 @@ PAIRS = ("uv", "uw", "vw")
 CALIBRATION_BAND = (0.95, 1.10)
 
 
-def calibration_ratio(singular_values: np.ndarray, sigma: float) -> float:
+def calibration_ratio(singular_values: np.ndarray, sigma: float) -> float:  # = spectra.floor_ratio
     """Median of (1/s_i) / sigma^2 over the top half of ranks (the largest singular values), ideal 1.00.
 
     For an exact score, off-manifold directions have s_i = 1/sigma^2; the paper's local dimension
@@ -37,10 +37,7 @@ def calibration_ratio(singular_values: np.ndarray, sigma: float) -> float:
     Args:
         singular_values: (D,) ascending.
     """
-    s = np.asarray(singular_values, dtype=np.float64)
-    top = s[len(s) // 2:]
-    with np.errstate(divide="ignore"):
-        return float(np.median(1.0 / top) / sigma**2)
+    return floor_ratio(singular_values, sigma)
 
 
 def high_rank_floor_share(singular_values: np.ndarray, sigma: float, *, tol: float = 0.1) -> float:
@@ -55,7 +52,8 @@ class ShardAnalysis:
     """Tables (long format) and features of one shard of Jacobians.
 
     spectra: one row per (image, t, rank): singular_value, inverse_singular_value, cos_uv, eigval.
-    local_dims: one row per (image, t, kappa): local_dim.
+    local_dims: one row per (image, t, kappa): local_dim (the paper's r_t), local_dim_own_floor (against the
+        Jacobian's own floor) and, for each, what the claims read at that r_t (`r_definitions`).
     overlaps: one row per (image, t, pair, n): Phi.
     diagnostics: one row per (image, t): local_dim, asymmetry, skew shares, trace check, Appendix-C
         fraction, calibration ratio, high-rank floor share.
@@ -73,6 +71,32 @@ def _keys(run: str, image: int, label: int, t: float, sigma: float) -> dict:
     return {"run": run, "image": image, "label": label, "t": t, "sigma": sigma}
 
 
+#: The two floors r_t is counted against: the paper's sigma_t^2 and each Jacobian's own (`spectra.floor_ratio`);
+#: a column of the local_dims table carries this suffix for the own floor.
+FLOORS = {"paper": "", "own": "_own_floor"}
+#: What a claim that uses r_t reads at r = r_t, per r_t definition (the local_dims table's columns).
+AT_R_FIELDS = (*(f"Phi_{p}_at_r" for p in PAIRS), *RANK_SKEW_FIELDS)
+
+
+def r_definitions(spec: Spectrum, kappas: Sequence[float]) -> list[dict[str, float]]:
+    """Per kappa: r_t against each floor (``local_dim``, ``local_dim_own_floor``) and what the claims read at that
+    r_t (`AT_R_FIELDS`, suffixed per `FLOORS`). The skew measures come from ``spec.rank_skew``, so `spec` must have
+    been analysed with ``ranks`` = every r_t here (`analyse_jacobians` does)."""
+    phis = overlaps(spec)
+    rows = []
+    for j, kappa in enumerate(kappas):
+        row = {}
+        for (floor, suffix), r in zip(FLOORS.items(), sweep_ranks(spec.singular_values, spec.sigma, [kappa])[:, 0]):
+            r = int(r)
+            row[f"local_dim{suffix}"] = r
+            for p in PAIRS:
+                row[f"Phi_{p}_at_r{suffix}"] = float(phis[p][r - 1]) if r > 0 else float("nan")
+            for name in RANK_SKEW_FIELDS:
+                row[f"{name}{suffix}"] = spec.rank_skew[r][name] if r in spec.rank_skew else float("nan")
+        rows.append(row)
+    return rows
+
+
 def analyse_spectrum_tables(spec: Spectrum, *, run: str, image: int, label: int, t: float,
                             kappa_sweep: Sequence[float]) -> tuple[dict[str, pd.DataFrame], np.ndarray]:
     """Tables and the 7 Fig. 2 features (7, D) of one analysed Jacobian."""
@@ -84,15 +108,15 @@ def analyse_spectrum_tables(spec: Spectrum, *, run: str, image: int, label: int,
                             "inverse_singular_value": spec.inverse_singular_values,
                             "cos_uv": spec.cos_uv, "eigval": spec.eigvals})
     kappas = np.asarray(list(kappa_sweep), dtype=np.float64)
-    local_dims = pd.DataFrame({**{k: np.repeat(v, len(kappas)) for k, v in keys.items()}, "kappa": kappas,
-                               "local_dim": spec.local_dim_sweep(kappas).astype(np.int64)})
     phis = overlaps(spec)
+    local_dims = pd.DataFrame([{**keys, "kappa": k, **at_r} for k, at_r in zip(kappas, r_definitions(spec, kappas))])
     ov = pd.DataFrame({**{k: np.repeat(v, 3 * D) for k, v in keys.items()},
                        "pair": np.repeat(np.array(PAIRS), D), "n": np.tile(rank, 3),
                        "Phi": np.concatenate([phis[p] for p in PAIRS])})
     r = spec.local_dim
     mean_phi_at_r = {f"Phi_{p}_at_r": float(phis[p][r - 1]) if r > 0 else float("nan") for p in PAIRS}
-    diag = pd.DataFrame([{**keys, "kappa": spec.kappa, "local_dim": r, "asymmetry": spec.asymmetry,
+    diag = pd.DataFrame([{**keys, "kappa": spec.kappa, "local_dim": r,
+                          "local_dim_own_floor": spec.local_dim_own_floor, "asymmetry": spec.asymmetry,
                           **spec.skew_fields, "trace": spec.trace,
                           "trace_diff": spec.trace_diff, "denoiser_min": spec.denoiser_min,
                           "denoiser_frac_negative": spec.denoiser_frac_negative,
@@ -124,7 +148,7 @@ def analyse_jacobians(J: np.ndarray, *, images: Sequence[int], labels: Sequence[
     bar = tqdm(total=n_img * n_t, desc="spectra", disable=not progress, mininterval=5)
     for i in range(n_img):
         for j in range(n_t):
-            spec = analyse_jacobian(J[i, j], float(sigma[j]), kappa=kappa)
+            spec = analyse_jacobian(J[i, j], float(sigma[j]), kappa=kappa, sweep=kappa_sweep)
             tabs, features[i, j] = analyse_spectrum_tables(spec, run=run, image=int(images[i]), label=int(labels[i]),
                                                            t=float(t[j]), kappa_sweep=kappa_sweep)
             for k, df in tabs.items():
@@ -182,7 +206,8 @@ def calibration_from_jacobians(heldout: dict, model_diagnostics: pd.DataFrame, *
 def summary_table(diagnostics: pd.DataFrame, overlaps: pd.DataFrame) -> pd.DataFrame:
     """Per t, the numbers a reader checks the paper against (one row per t).
 
-    Columns: t, sigma, n_images, r_t median / q25 / q75 / mean, cos_uv mean over the first r_t ranks and over
+    Columns: t, sigma, n_images, r_t median / q25 / q75 / mean, the own-floor r_t's median / q25 / q75 (where
+    analysed), cos_uv mean over the first r_t ranks and over
     the top half of ranks, share of top-half ranks with 1/s_i within 10% of sigma^2, Phi^{uv,uw,vw} (mean
     over images) at n = the mean r_t, asymmetry, skew share inside the first r_t directions, calibration.
     """
@@ -195,6 +220,10 @@ def summary_table(diagnostics: pd.DataFrame, overlaps: pd.DataFrame) -> pd.DataF
             "t": t, "sigma": float(d["sigma"].iloc[0]), "n_images": len(d),
             "r_t_median": float(d["local_dim"].median()), "r_t_q25": float(d["local_dim"].quantile(0.25)),
             "r_t_q75": float(d["local_dim"].quantile(0.75)), "r_t_mean": r_mean,
+            **({"r_t_own_floor_median": float(d["local_dim_own_floor"].median()),
+                "r_t_own_floor_q25": float(d["local_dim_own_floor"].quantile(0.25)),
+                "r_t_own_floor_q75": float(d["local_dim_own_floor"].quantile(0.75))}
+               if "local_dim_own_floor" in d else {}),
             "cos_uv_first_r": float(d["cos_uv_mean_first_r"].mean()),
             "cos_uv_top_half": float(d["cos_uv_mean_top_half"].mean()),
             "floor_share_top_half": float(d["high_rank_floor_share"].mean()),

@@ -10,16 +10,16 @@ claim follows from the formula (the control whose verdicts are known, tests/test
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
+from dataclasses import dataclass, replace
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
-from .analysis import CALIBRATION_BAND, FEATURE_NAMES
+from .analysis import AT_R_FIELDS, CALIBRATION_BAND, FEATURE_NAMES, FLOORS
 
 __all__ = ["RunTables", "CLAIMS", "claims_table", "claims_markdown", "vae_converged", "CALIBRATION_BAND",
-           "RELATIVE_RATIO"]
+           "RELATIVE_RATIO", "in_band", "with_r_t", "only_in_band", "r_t_definitions", "robustness"]
 
 HOLDS, FAILS, NOT_MEASURABLE = "holds", "fails", "not measurable here"
 #: claims whose statistic is built into x₀-prediction's J = (α_t ∇D − I)/σ_t² (the −I/σ_t² part)
@@ -36,6 +36,8 @@ class RunTables:
         image indices) at `feature_t`; stroke: (n_sequences, D) bool, the digit's pixels in the final sample.
     toy: toy/summary.csv; vae_dims: vae/local_dims.parquet; vae_metrics: the clean VAE's metrics records
         (one per epoch: gamma, mse, active_dims); each None when the run has no such stage.
+    local_dims: stats/local_dims.parquet (r_t per kappa against both floors, and what the claims read at it),
+        for the claims' other r_t definitions (`r_t_definitions`); None judges the paper's r_t alone.
     parameterisation: "x0", "eps" or "oracle".
     """
 
@@ -52,6 +54,7 @@ class RunTables:
     toy: pd.DataFrame | None = None
     vae_dims: pd.DataFrame | None = None
     vae_metrics: list[dict] | None = None
+    local_dims: pd.DataFrame | None = None
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,10 @@ class Claim:
     threshold: str
     uses_r_t: bool
     compute: Callable[[RunTables], Result]
+    #: the threshold as numbers: the value holds at >= lower and <= upper (None: no such side); what the
+    #: trajectory figure draws. Some verdicts also ask more than the value (see `threshold`).
+    lower: float | None = None
+    upper: float | None = None
 
 
 def _per_t(values: pd.Series, fmt: str = "{:.3g}") -> str:
@@ -90,6 +97,12 @@ def _spearman(x: np.ndarray, y: np.ndarray) -> float:
     return float(spearmanr(x, y).statistic)
 
 
+def in_band(diagnostics: pd.DataFrame) -> pd.Series:
+    """Per Jacobian: is its own calibration ratio inside `CALIBRATION_BAND`?"""
+    lo, hi = CALIBRATION_BAND
+    return diagnostics["calibration_ratio"].between(lo, hi)
+
+
 # --- the claims ---------------------------------------------------------------------------------------------
 
 def _calibration(r: RunTables) -> Result:
@@ -101,6 +114,8 @@ def _calibration(r: RunTables) -> Result:
         detail = _per_t(c, "{:.3f}")
     lo, hi = CALIBRATION_BAND
     worst = float(c.iloc[int(np.argmax(np.abs(np.log(c.to_numpy(dtype=float)))))])
+    share = in_band(r.diagnostics).groupby(r.diagnostics["t"]).mean()
+    detail += "; Jacobians individually in the band: " + _per_t(share, "{:.2f}")
     return Result(worst, detail, _all(c, lambda v: (v >= lo) & (v <= hi)))
 
 
@@ -314,72 +329,142 @@ def _vae_below(r: RunTables) -> Result:
 CLAIMS: tuple[Claim, ...] = (
     Claim("calibration", "§3.2 (precondition)", "the off-manifold gain is 1/σ_t², so r_t's threshold (1+κ)σ_t² "
           "measures geometry", "median over Jacobians of (1/s_i)/σ_t² over the top half of ranks, per source and t",
-          "every median in [0.95, 1.10]", False, _calibration),
+          "every median in [0.95, 1.10]", False, _calibration, *CALIBRATION_BAND),
     Claim("r_t_grows", "§3.2, Fig. 3", "the local dimension r_t increases as t decreases",
           "Spearman ρ(t, median r_t) over the analysed times", "ρ ≤ −0.8 and r_t(min t) > r_t(max t)", True,
-          _r_t_grows),
+          _r_t_grows, upper=-0.8),
     Claim("r_t_spreads", "§3.2, Fig. 3", "r_t becomes more varied between sequences as t decreases",
-          "Spearman ρ(t, IQR of r_t)", "ρ ≤ −0.8 and IQR(min t) > IQR(max t)", True, _r_t_spreads),
+          "Spearman ρ(t, IQR of r_t)", "ρ ≤ −0.8 and IQR(min t) > IQR(max t)", True, _r_t_spreads,
+          upper=-0.8),
     Claim("floor_lower_bound", "§3.2", "σ_t² lower-bounds the inverse singular values",
           "share of Jacobians whose smallest 1/s_i is ≥ (1 − κ)σ_t² (and how many are below)", "share ≥ 0.95",
-          False, _floor_lower_bound),
+          False, _floor_lower_bound, lower=0.95),
     Claim("cos_minus_one_high_ranks", "§3.1, Fig. 3 top", "u_i and v_i differ by a sign at high ranks",
           "median over Jacobians of the mean cos(u_i, v_i) over the top half of ranks", "≤ −0.9 at every t",
-          False, _cos_high_ranks),
+          False, _cos_high_ranks, upper=-0.9),
     Claim("uv_misaligned_low_ranks", "§3.1, Fig. 3 top", "u_i and v_i are not aligned at low ranks",
           "median over Jacobians of the mean |cos(u_i, v_i)| over the first r_t ranks (1 for a symmetric J)",
-          "≤ 0.5 at every t", True, _uv_misaligned),
+          "≤ 0.5 at every t", True, _uv_misaligned, upper=0.5),
     Claim("misalignment_rank", "§3.1, Fig. 3 top", "misalignment is confined to the low ranks",
           "k_t: the first rank from which the median cos(u_i, v_i) stays ≤ −0.9 (top 1 % of ranks left out)",
           "1 < k_t ≤ D/2 at every t", False,
-          _misalignment_rank),
+          _misalignment_rank, lower=1),
     Claim("overlap_uv", "§3.3, Fig. 4", "the right and left singular subspaces overlap within the nontrivial ranks",
-          "median over Jacobians of Φ^{u,v} at n = r_t", "≥ 0.5 at every t", True, _overlap("uv")),
+          "median over Jacobians of Φ^{u,v} at n = r_t", "≥ 0.5 at every t", True, _overlap("uv"), lower=0.5),
     Claim("overlap_uw", "§3.3, Fig. 4", "the left singular and eigen-subspaces overlap",
-          "median over Jacobians of Φ^{u,w} at n = r_t", "≥ 0.5 at every t", True, _overlap("uw")),
+          "median over Jacobians of Φ^{u,w} at n = r_t", "≥ 0.5 at every t", True, _overlap("uw"), lower=0.5),
     Claim("overlap_vw", "§3.3, Fig. 4", "the right singular and eigen-subspaces overlap",
-          "median over Jacobians of Φ^{v,w} at n = r_t", "≥ 0.5 at every t", True, _overlap("vw")),
+          "median over Jacobians of Φ^{v,w} at n = r_t", "≥ 0.5 at every t", True, _overlap("vw"), lower=0.5),
     Claim("w_misaligned", "§3.1, Fig. 2", "w₀ and w₊ are not aligned with the singular vectors u₋, v₋",
           "median over Jacobians of max |cos| between {w₀, w₊} and {u₋, v₋}", "< 0.5 at every t", False,
-          _w_misaligned),
+          _w_misaligned, upper=0.5),
     Claim("off_manifold_background", "§3.1, Fig. 2", "u₊ and v₊ are off-manifold: high-frequency background",
           "share of ‖u₊‖², ‖v₊‖² outside the digit's stroke (final sample > 0), over the background pixel share "
-          "(1 = spread like white noise)", "median ≥ 0.9 at every t", False, _off_manifold_background),
+          "(1 = spread like white noise)", "median ≥ 0.9 at every t", False, _off_manifold_background,
+          lower=0.9),
     Claim("denoiser_psd", "App. C", "I + σ_t²J̃ is positive semi-definite (the denoiser's Jacobian)",
-          "share of Jacobians with no eigenvalue of I + σ_t²J̃ below −κ", "share ≥ 0.95", False, _denoiser_psd),
+          "share of Jacobians with no eigenvalue of I + σ_t²J̃ below −κ", "share ≥ 0.95", False, _denoiser_psd, lower=0.95),
     Claim("non_conservative_within", "§3.3, §4", "the field is non-conservative within the manifold",
           "(a) median share of ‖H‖², H = (J − Jᵀ)/2, inside the first r_t right singular directions",
-          "≥ 0.5 at every t (isotropic H: (r_t/D)²)", True, _non_conservative_within),
+          "≥ 0.5 at every t (isotropic H: (r_t/D)²)", True, _non_conservative_within, lower=0.5),
     Claim("non_conservative_within_w", "§3.3, §4", "the field is non-conservative within the manifold",
           "(a) median share of ‖H‖² inside the first r_t eigenvectors w of J̃ (smallest |eigenvalue|)",
-          "≥ 0.5 at every t (isotropic H: (r_t/D)²)", True, _mnist_skew("skew_share_w_inside", 0.5, iso=True)),
+          "≥ 0.5 at every t (isotropic H: (r_t/D)²)", True, _mnist_skew("skew_share_w_inside", 0.5, iso=True),
+          lower=0.5),
     Claim("non_conservative_within_relative", "§3.3, §4", "the field is non-conservative within the manifold "
           "and close to conservative off it", "(b) median over Jacobians of ρ = (‖PHP‖/‖PJP‖) / max(cross, "
           "off-manifold block's ‖block(H)‖/‖block(J)‖), P = first r_t right singular directions",
           f"ρ ≥ {RELATIVE_RATIO:g} at every t (equally asymmetric blocks: 1)", True,
-          _mnist_skew("skew_rel_ratio", RELATIVE_RATIO, iso=False)),
+          _mnist_skew("skew_rel_ratio", RELATIVE_RATIO, iso=False), lower=RELATIVE_RATIO),
     Claim("non_conservative_within_relative_w", "§3.3, §4", "the field is non-conservative within the manifold "
           "and close to conservative off it", "(b) the same ρ with P = first r_t eigenvectors w of J̃",
           f"ρ ≥ {RELATIVE_RATIO:g} at every t (equally asymmetric blocks: 1)", True,
-          _mnist_skew("skew_rel_ratio_w", RELATIVE_RATIO, iso=False)),
+          _mnist_skew("skew_rel_ratio_w", RELATIVE_RATIO, iso=False), lower=RELATIVE_RATIO),
     Claim("toy_tangent_skew", "Fig. 1", "on the toy surface the skew part acts within the tangent plane",
           "(a) median share of ‖H‖² in the tangent–tangent block", "≥ 0.5 at every t (isotropic: 1/3)", False,
-          _toy_tangent),
+          _toy_tangent, lower=0.5),
     Claim("toy_tangent_skew_relative", "Fig. 1", "on the toy surface the field is non-conservative along the "
           "surface and close to conservative across it", "(b) median over points of ‖PᵀHP‖/‖PᵀJP‖ over the "
           "cross blocks' ‖H‖/‖J‖ (the 1×1 normal block has no skew part)",
           f"≥ {RELATIVE_RATIO:g} at every t (equally asymmetric blocks: 1)", False,
-          _toy_skew("rel_ratio_median", RELATIVE_RATIO, "equal: 1")),
+          _toy_skew("rel_ratio_median", RELATIVE_RATIO, "equal: 1"), lower=RELATIVE_RATIO),
     Claim("toy_tangent_curl", "Fig. 1", "on the toy surface the learned field's tangential part circulates (the "
           "curl of Fig. 1's right panels) more than the field rotates across the surface",
           "(c) median over points of |n·curl g| / |curl g|, n·curl g = the curl of the tangential part on the "
           "sphere", "≥ 1/√2 at every t (isotropic: median 1/2)", False,
           _toy_skew("curl_tangent_rel_curl_median", 2**-0.5, "isotropic 0.5",
-                    ("curl_tangent_rel_jac_median", "|n·curl g|/‖J‖_F"))),
+                    ("curl_tangent_rel_jac_median", "|n·curl g|/‖J‖_F")), lower=2**-0.5),
     Claim("vae_below_r_t", "App. B", "a VAE's local dimension is far below the score model's r_t",
           "median VAE count (clean, held-out digits) / median r_t at the smallest t; only for a converged VAE",
-          "≤ 0.5", True, _vae_below),
+          "≤ 0.5", True, _vae_below, upper=0.5),
 )
+
+
+# --- r_t's definitions: a claim that uses r_t is judged under each, and holds robustly only under all -------
+
+PAPER = "paper"
+
+
+def with_r_t(r: RunTables, *, floor: str = "paper", kappa: float | None = None) -> RunTables:
+    """`r` with r_t, and everything the claims read at r_t (`analysis.AT_R_FIELDS`), taken from the local_dims
+    table's definition (`floor`: paper | own, `kappa`; None = the run's kappa) instead of the headline one."""
+    kappa = r.kappa if kappa is None else kappa
+    suffix = FLOORS[floor]
+    ld = r.local_dims[np.isclose(r.local_dims["kappa"], kappa)]
+    if ld.empty:
+        raise KeyError(f"local_dims has no rows at kappa = {kappa:g}")
+    columns = {f"local_dim{suffix}": "local_dim", **{f"{c}{suffix}": c for c in AT_R_FIELDS}}
+    at_r = ld[["image", "t", *columns]].rename(columns=columns)
+    d = r.diagnostics.drop(columns=[c for c in columns.values() if c in r.diagnostics])
+    d = d.merge(at_r, on=["image", "t"], how="left", validate="one_to_one")
+    return replace(r, diagnostics=d, kappa=kappa)
+
+
+def only_in_band(r: RunTables) -> RunTables:
+    """`r` restricted to the Jacobians whose own calibration ratio is inside the band."""
+    return replace(r, diagnostics=r.diagnostics[in_band(r.diagnostics)])
+
+
+def r_t_definitions(r: RunTables, kappa_sweep: Sequence[float] = ()) -> dict[str, tuple[RunTables, bool]]:
+    """The r_t definitions a claim that uses r_t is judged under, by name: (the run's tables under it, whether
+    the calibration gate applies). ``paper`` (the paper's threshold (1 + κ)σ_t², every Jacobian; gated: it
+    means geometry only where the median floor is calibrated), ``own_floor`` (each Jacobian's own floor, every
+    Jacobian; not gated: the floor is each Jacobian's own), ``paper_in_band`` and ``own_floor_in_band`` (the
+    Jacobians individually inside the band only; not gated), and ``kappa=<κ>`` for every other κ of the sweep
+    (the paper's threshold; gated). Without a local_dims table: ``paper`` and ``paper_in_band`` only."""
+    defs = {PAPER: (r, True), "paper_in_band": (only_in_band(r), False)}
+    if r.local_dims is None or "local_dim_own_floor" not in r.local_dims:
+        return defs
+    own = with_r_t(r, floor="own")
+    defs |= {"own_floor": (own, False), "own_floor_in_band": (only_in_band(own), False)}
+    for kappa in kappa_sweep:
+        if not np.isclose(kappa, r.kappa) and np.isclose(r.local_dims["kappa"], kappa).any():
+            defs[f"kappa={kappa:g}"] = (with_r_t(r, kappa=kappa), True)
+    return defs
+
+
+def _judge(c: Claim, r: RunTables, gated: bool, calibrated: bool) -> tuple[Result, str]:
+    """A claim's result under one definition and its verdict (the calibration gate applied where `gated`)."""
+    if r.diagnostics.empty:
+        return Result(float("nan"), "no Jacobian", NOT_MEASURABLE), NOT_MEASURABLE
+    res = c.compute(r)
+    if c.uses_r_t and gated and not calibrated and res.verdict != NOT_MEASURABLE:
+        return res, NOT_MEASURABLE
+    return res, res.verdict
+
+
+def robustness(verdicts: Mapping[str, str]) -> str:
+    """One claim's verdicts under every r_t definition, read together: "holds robustly" only when it holds
+    under all of them; otherwise which definitions changed it."""
+    holds = [k for k, v in verdicts.items() if v == HOLDS]
+    if len(holds) == len(verdicts):
+        return "holds robustly"
+    if not holds:
+        fails = [k for k, v in verdicts.items() if v == FAILS]
+        return "fails under every definition" if len(fails) == len(verdicts) else (
+            "not measurable under " + ", ".join(k for k, v in verdicts.items() if v == NOT_MEASURABLE)
+            + ("; fails under the rest" if fails else ""))
+    return "holds only under " + ", ".join(holds) + "; not under " + ", ".join(k for k in verdicts if k not in holds)
 
 
 def _origin(claim_id: str, parameterisation: str) -> str:
@@ -390,19 +475,43 @@ def _origin(claim_id: str, parameterisation: str) -> str:
     return "learned"
 
 
-def claims_table(r: RunTables) -> pd.DataFrame:
-    """One row per claim: id, section, claim, statistic, threshold, value, detail, verdict, origin, note."""
-    results = {c.id: c.compute(r) for c in CLAIMS}
-    calibrated = results["calibration"].verdict == HOLDS
+def claims_table(r: RunTables, *, kappa_sweep: Sequence[float] = ()) -> pd.DataFrame:
+    """One row per claim: id, section, claim, statistic, threshold, lower, upper (the threshold's numbers, see
+    `Claim`), value, detail, verdict (under the paper's r_t, every Jacobian), origin, note; and, for the claims
+    that use r_t, the verdict under each other definition of `r_t_definitions` (``verdict_<name>``; the κ sweep
+    folded into ``verdict_kappa_sweep``: holds only if it holds at every κ), ``value_own_floor``,
+    ``in_band_share`` (the Jacobians individually inside the band) and ``robustness`` (`robustness`; for a
+    claim that does not use r_t, its verdict)."""
+    defs = r_t_definitions(r, kappa_sweep)
+    calibrated = _calibration(r).verdict == HOLDS
+    share = float(in_band(r.diagnostics).mean()) if len(r.diagnostics) else float("nan")
     rows = []
     for c in CLAIMS:
-        res = results[c.id]
-        verdict, note = res.verdict, res.note
-        if c.uses_r_t and not calibrated and verdict != NOT_MEASURABLE:
-            verdict, note = NOT_MEASURABLE, f"calibration outside {CALIBRATION_BAND} (r_t would be {res.verdict})"
-        rows.append({"id": c.id, "section": c.section, "claim": c.claim, "statistic": c.statistic,
-                     "threshold": c.threshold, "value": res.value, "detail": res.detail, "verdict": verdict,
-                     "origin": _origin(c.id, r.parameterisation), "note": note})
+        res, verdict = _judge(c, r, True, calibrated)
+        note = res.note
+        if verdict != res.verdict:
+            note = f"calibration outside {CALIBRATION_BAND} (r_t would be {res.verdict})"
+        row = {"id": c.id, "section": c.section, "claim": c.claim, "statistic": c.statistic,
+               "threshold": c.threshold, "lower": c.lower, "upper": c.upper, "value": res.value,
+               "detail": res.detail, "verdict": verdict, "origin": _origin(c.id, r.parameterisation), "note": note}
+        if c.uses_r_t:
+            verdicts = {PAPER: verdict}
+            for name, (tables, gated) in defs.items():
+                if name != PAPER:
+                    other, verdicts[name] = _judge(c, tables, gated, calibrated)
+                    if name == "own_floor":
+                        row["value_own_floor"] = other.value
+            sweep = {k: v for k, v in verdicts.items() if k.startswith("kappa=")}
+            row |= {f"verdict_{k}": v for k, v in verdicts.items() if k != PAPER and k not in sweep}
+            if sweep:
+                bad = [k for k, v in sweep.items() if v != HOLDS]
+                row["verdict_kappa_sweep"] = HOLDS if not bad else FAILS if all(
+                    v == FAILS for v in sweep.values()) else f"{FAILS} at " + ", ".join(bad)
+            row["in_band_share"] = share
+            row["robustness"] = robustness(verdicts)
+        else:
+            row["robustness"] = f"{verdict} (does not use r_t)"
+        rows.append(row)
     return pd.DataFrame(rows)
 
 
@@ -412,5 +521,7 @@ def claims_markdown(table: pd.DataFrame, *, run: str) -> str:
     head = f"# Claims of the paper, run `{run}`\n\n" + ", ".join(f"{counts.get(v, 0)} {v}"
                                                                  for v in (HOLDS, FAILS, NOT_MEASURABLE))
     t = table.assign(value=table["value"].map(lambda v: f"{v:.3g}"))
-    cols = ["id", "section", "claim", "statistic", "threshold", "value", "verdict", "origin", "detail", "note"]
+    cols = ["id", "section", "claim", "statistic", "threshold", "value", "verdict", "robustness", "origin",
+            "detail", "note"]
+    cols = [c for c in cols if c in t]
     return head + "\n\n" + t[cols].to_markdown(index=False) + "\n"

@@ -6,12 +6,20 @@ it builds the DAG.
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["deep_merge", "run_config", "comparison_table"]
+__all__ = ["deep_merge", "run_config", "comparison_table", "TrajectoryPlan", "trajectory_plan"]
+
+#: What a trajectory's budget runs take from its base run instead of recomputing, as a regular expression of
+#: paths under results/<run>/: nothing here depends on the score model's budget (the data, the quality
+#: classifier, the Fig. 1 toy's summary, the Appendix B VAEs; their local dimensions on each budget's samples
+#: are each budget's own).
+SHARED_FILES = (r"data/dataset\.h5|classifier/classifier\.pt|classifier/metrics\.json|toy/summary\.csv"
+                r"|vae/[^/]+/(vae\.pt|training_options\.json|metrics\.jsonl)")
 
 
 def deep_merge(base: Mapping[str, Any], *overlays: Mapping[str, Any]) -> dict[str, Any]:
@@ -38,6 +46,56 @@ def run_config(base: Mapping[str, Any], overlays: Sequence[Mapping[str, Any]], *
     """
     command_line = deep_merge({}, *overlays, {"run": run})
     return deep_merge(command_line, base, command_line)
+
+
+@dataclass(frozen=True)
+class TrajectoryPlan:
+    """One training run followed along its budgets (workflow/trajectory.smk).
+
+    Attributes:
+        name: results/<name>/ holds the trajectory's tables and figure, and the base run (shared files).
+        budgets: the training budgets (optimiser steps), strictly increasing.
+        base: the base run's config (train.steps = the largest budget): data, classifier, toy and VAE.
+        runs: budget -> that budget's run config (results/<name>_step<budget>/): the base with ``per_budget``
+            merged over it and train.steps = the budget.
+    """
+
+    name: str
+    budgets: tuple[int, ...]
+    base: dict[str, Any]
+    runs: dict[int, dict[str, Any]]
+
+    def run_dir(self, budget: int) -> str:
+        return f"results/{self.runs[budget]['run']}"
+
+
+def trajectory_plan(default: Mapping[str, Any], trajectory: Mapping[str, Any],
+                    overlays: Sequence[Mapping[str, Any]]) -> TrajectoryPlan:
+    """The runs of a trajectory config (presets/trajectory.yaml): ``trajectory`` (its name), ``overlays`` (read
+    by the caller: the preset files' contents, in order), ``set``, ``budgets``, ``per_budget``.
+
+    Raises:
+        ConfigError: an unknown key, or budgets that are not a non-empty, strictly increasing list of positive
+            integers (the message names the key).
+    """
+    from .config import ConfigError
+
+    known = {"trajectory", "overlays", "set", "budgets", "per_budget"}
+    if unknown := sorted(set(trajectory) - known):
+        raise ConfigError(f"trajectory config: unknown key(s) {unknown}; allowed: {sorted(known)}")
+    name, budgets = trajectory.get("trajectory"), trajectory.get("budgets")
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"trajectory: a non-empty run name, got {name!r}")
+    if (not isinstance(budgets, list) or not budgets
+            or not all(isinstance(b, int) and not isinstance(b, bool) and b > 0 for b in budgets)
+            or any(a >= b for a, b in zip(budgets, budgets[1:]))):
+        raise ConfigError(f"budgets: a strictly increasing list of positive integers (optimiser steps), got {budgets!r}")
+    layers = [*overlays, dict(trajectory.get("set") or {})]
+    base = run_config(default, [*layers, {"train": {"steps": budgets[-1]}}], run=name)
+    per_budget = dict(trajectory.get("per_budget") or {})
+    runs = {b: run_config(default, [*layers, per_budget, {"train": {"steps": b}}], run=f"{name}_step{b}")
+            for b in budgets}
+    return TrajectoryPlan(name, tuple(budgets), base, runs)
 
 
 def comparison_table(per_run: Mapping[str, Mapping[str, pd.DataFrame]]) -> pd.DataFrame:
@@ -71,4 +129,127 @@ def comparison_table(per_run: Mapping[str, Mapping[str, pd.DataFrame]]) -> pd.Da
                 "claims_holds": int(counts.get("holds", 0)), "claims_fails": int(counts.get("fails", 0)),
                 "claims_not_measurable": int(counts.get("not measurable here", 0)),
             })
+    return pd.DataFrame(rows)
+
+
+# --- one training run along its budgets (workflow/trajectory.smk) --------------------------------------------
+
+#: A claim's margin must rise (fall) with this Spearman correlation against the budget to be read as moving
+#: towards (away from) holding; anything weaker is "flat".
+TREND_RHO = 0.6
+TOWARDS, AWAY, FLAT = "towards holding", "away from holding", "flat"
+
+
+def _floor_error_correlation(d: pd.DataFrame, column: str) -> pd.Series:
+    """Per t: Spearman correlation, over Jacobians, between the calibration ratio (each Jacobian's floor error)
+    and `column` (a local dimension); NaN where either is constant."""
+    from scipy.stats import spearmanr
+
+    def rho(g: pd.DataFrame) -> float:
+        x, y = g["calibration_ratio"].to_numpy(float), g[column].to_numpy(float)
+        return float(spearmanr(x, y).statistic) if len(g) > 2 and np.ptp(x) > 0 and np.ptp(y) > 0 else np.nan
+
+    return pd.Series({t: rho(g) for t, g in d.groupby("t", sort=True)})
+
+
+def budget_measures(quality: Mapping[str, Any], diagnostics: pd.DataFrame) -> pd.DataFrame:
+    """What a budget's run measures besides the claims: sample quality and memorisation (samples/quality.json)
+    and, per t, the median r_t, its share of Jacobians individually inside the calibration band and the
+    correlation of r_t with the floor error (paper's threshold, and each Jacobian's own floor where analysed).
+
+    Returns:
+        Columns id, statistic, value.
+    """
+    from .analysis import CALIBRATION_BAND
+
+    rows = [{"id": k, "statistic": f"samples/quality.json {k}", "value": float(quality[k])}
+            for k in ("frechet_distance", "frechet_distance_real_baseline", "mean_max_softmax", "memorisation_ratio",
+                      "copy_share", "copy_share_null") if k in quality]
+    lo, hi = CALIBRATION_BAND
+    d = diagnostics
+    columns = [c for c in ("local_dim", "local_dim_own_floor") if c in d]
+    for t, g in d.groupby("t", sort=True):
+        rows.append({"id": f"in_band_share t={t:g}", "statistic": f"share of Jacobians with calibration ratio in "
+                     f"[{lo}, {hi}] at t={t:g}", "value": float(g["calibration_ratio"].between(lo, hi).mean())})
+        for c in columns:
+            rows.append({"id": f"{c}_median t={t:g}", "statistic": f"median {c} at t={t:g}",
+                         "value": float(g[c].median())})
+    for c in columns:
+        for t, rho in _floor_error_correlation(d, c).items():
+            rows.append({"id": f"{c}_floor_error_spearman t={t:g}", "statistic": f"Spearman ρ(calibration ratio, "
+                         f"{c}) over Jacobians at t={t:g}", "value": rho})
+    return pd.DataFrame(rows)
+
+
+def trajectory_table(per_budget: Mapping[int, Mapping[str, Any]]) -> pd.DataFrame:
+    """Every claim's statistic and verdict, and the `budget_measures`, at each budget.
+
+    Args:
+        per_budget: budget (optimiser steps) -> claims (stats/claims.csv), quality (samples/quality.json as a
+            dict), diagnostics (stats/diagnostics.parquet).
+
+    Returns:
+        Long table: steps, kind (claim | measure), id, statistic, lower, upper, value, verdict, and the claims
+        table's other verdict columns where it has them (verdict_*).
+    """
+    parts = []
+    for steps, tabs in sorted(per_budget.items()):
+        c = tabs["claims"]
+        keep = ["id", "statistic", "lower", "upper", "value", "verdict", *[k for k in c if k.startswith("verdict_")]]
+        parts.append(c[[k for k in keep if k in c]].assign(steps=int(steps), kind="claim"))
+        parts.append(budget_measures(tabs["quality"], tabs["diagnostics"]).assign(steps=int(steps), kind="measure"))
+    table = pd.concat(parts, ignore_index=True)
+    first = ["steps", "kind", "id", "statistic", "lower", "upper", "value", "verdict"]
+    return table[[c for c in first if c in table] + [c for c in table if c not in first]]
+
+
+def _margin(value: np.ndarray, lower: float | None, upper: float | None) -> np.ndarray:
+    """How far inside the holding side of its threshold a value is (negative: outside)."""
+    sides = [value - lower if lower is not None and np.isfinite(lower) else None,
+             upper - value if upper is not None and np.isfinite(upper) else None]
+    sides = [m for m in sides if m is not None]
+    return np.minimum.reduce(sides) if sides else np.full(len(value), np.nan)
+
+
+def trajectory_trends(table: pd.DataFrame) -> pd.DataFrame:
+    """Per claim, read from the numbers: does its statistic move towards holding as training goes on?
+
+    The margin (`_margin`: distance inside the threshold, negative outside) is correlated with the budget:
+    Spearman ρ ≥ `TREND_RHO` with a larger margin at the last budget than the first reads "towards holding",
+    ρ ≤ −`TREND_RHO` with a smaller one "away from holding", anything else "flat"; fewer than 3 finite
+    budgets, or no numeric threshold: no trend.
+
+    Returns:
+        One row per claim: id, budgets, first_steps, last_steps, first_value, last_value, first_verdict,
+        last_verdict, verdicts (one per budget), margin_spearman, trend, holds_from (the smallest budget from which
+        every later budget holds; NaN if the last does not).
+    """
+    from scipy.stats import spearmanr
+
+    rows = []
+    for cid, g in table[table["kind"] == "claim"].groupby("id", sort=False):
+        g = g.sort_values("steps")
+        value, steps = g["value"].to_numpy(float), g["steps"].to_numpy()
+        lower, upper = g["lower"].iloc[0], g["upper"].iloc[0]
+        lower = None if pd.isna(lower) else float(lower)
+        upper = None if pd.isna(upper) else float(upper)
+        m = _margin(value, lower, upper)
+        ok = np.isfinite(m)
+        rho, trend = np.nan, "no trend (fewer than 3 finite budgets or no numeric threshold)"
+        if ok.sum() >= 3 and np.ptp(m[ok]) > 0:
+            rho = float(spearmanr(steps[ok], m[ok]).statistic)
+            delta = m[ok][-1] - m[ok][0]
+            trend = TOWARDS if rho >= TREND_RHO and delta > 0 else AWAY if rho <= -TREND_RHO and delta < 0 else FLAT
+        elif ok.sum() >= 3:
+            rho, trend = 0.0, FLAT
+        verdicts = g["verdict"].tolist()
+        holds_from = np.nan
+        for k in range(len(verdicts) - 1, -1, -1):
+            if verdicts[k] != "holds":
+                break
+            holds_from = int(steps[k])
+        rows.append({"id": cid, "budgets": len(g), "first_steps": int(steps[0]), "last_steps": int(steps[-1]),
+                     "first_value": value[0], "last_value": value[-1], "first_verdict": verdicts[0],
+                     "last_verdict": verdicts[-1], "verdicts": " → ".join(verdicts), "margin_spearman": rho,
+                     "trend": trend, "holds_from": holds_from})
     return pd.DataFrame(rows)

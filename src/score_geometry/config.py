@@ -8,6 +8,7 @@ cross-field constraints a schema cannot express.
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -123,6 +124,8 @@ def check_config(config: Mapping[str, Any]) -> None:
                 raise ConfigError(f"config key model.path={path!r}: no such file {target}")
         elif not Path(path).exists():
             raise ConfigError(f"config key model.path={path!r}: no such {'directory' if model['source'] == 'diffusers' else 'file'}")
+        elif model["source"] == "diffusers":
+            _check_diffusers_shape(path, config["data"])
     sde = config["sde"]
     if sde["beta_min"] >= sde["beta_max"]:
         raise ConfigError(f"config keys sde.beta_min={sde['beta_min']} must be < sde.beta_max={sde['beta_max']}")
@@ -150,3 +153,39 @@ def check_config(config: Mapping[str, Any]) -> None:
         if any(i >= jac["n_images"] for i in images):
             raise ConfigError(f"config key {key}={images} must index the analysed sequences, i.e. be < "
                               f"jacobian.n_images={jac['n_images']}")
+
+
+def diffusers_unet_dir(directory: str | Path) -> Path:
+    """Where a diffusers model directory keeps its UNet: ``unet/`` (as a pipeline's `save_pretrained` writes it)
+    if there is one, else the directory itself (as `UNet2DModel.save_pretrained` alone writes it)."""
+    directory = Path(directory)
+    return directory / "unet" if (directory / "unet").is_dir() else directory
+
+
+def diffusers_unet_shape(unet_config: Mapping[str, Any]) -> tuple[int, int, int] | None:
+    """(C, H, W) a diffusers UNet takes, from its config's ``in_channels`` and ``sample_size`` (an int or
+    [H, W]); None if the config does not give both."""
+    channels, size = unet_config.get("in_channels"), unet_config.get("sample_size")
+    size = [size, size] if isinstance(size, int) else size
+    if not isinstance(channels, int) or not isinstance(size, (list, tuple)) or len(size) != 2:
+        return None
+    return (int(channels), int(size[0]), int(size[1]))
+
+
+def _check_diffusers_shape(path: str, data_cfg: Mapping[str, Any]) -> None:
+    """Raise ConfigError if the UNet's ``config.json`` under `path` says it takes another image shape than the
+    configured data set's (torch-free: only the JSON is read). Silent where the file is absent or says nothing
+    of the shape; loading the model (`train_model`) reports those."""
+    from .datasets import configured_image_shape
+
+    config_file = diffusers_unet_dir(path) / "config.json"
+    try:
+        unet_config = json.loads(config_file.read_text())
+    except (OSError, ValueError):
+        return
+    model_shape = diffusers_unet_shape(unet_config) if isinstance(unet_config, dict) else None
+    data_shape = configured_image_shape(data_cfg)
+    if model_shape is not None and model_shape != data_shape:
+        raise ConfigError(f"config key model.path={path!r}: the diffusers UNet ({config_file}) takes images of "
+                          f"shape {model_shape} (in_channels, sample_size), but data.dataset={data_cfg['dataset']} "
+                          f"has images of shape {data_shape}")

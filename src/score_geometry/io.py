@@ -37,13 +37,15 @@ log = logging.getLogger(__name__)
 class CorruptFileError(ValueError):
     """A file exists but cannot be read (truncated, damaged, or not what the pipeline writes there)."""
 
-    def __init__(self, path: str | os.PathLike, reason: str) -> None:
-        self.path, self.reason = path, reason
-        super().__init__(f"{path} is corrupt or truncated ({reason}); delete it and rerun the rule that writes it "
+    def __init__(self, path: str | os.PathLike, reason: str, advice: str | None = None) -> None:
+        self.path, self.reason, self.advice = path, reason, advice
+        # the default advice is for the workflow's own files; a file a user gave gets the caller's `advice`
+        super().__init__(f"{path}: {reason}; {advice}" if advice else
+                         f"{path} is corrupt or truncated ({reason}); delete it and rerun the rule that writes it "
                          f"(snakemake --forcerun {path}, with your usual --cores/--configfile)")
 
-    def __reduce__(self) -> tuple:  # picklable although __init__ takes two arguments
-        return type(self), (self.path, self.reason)
+    def __reduce__(self) -> tuple:  # picklable although __init__ takes several arguments
+        return type(self), (self.path, self.reason, self.advice)
 
 
 #: what HDF5 says about a damaged file (anything else, e.g. "unable to lock file", is not the file's fault)
@@ -62,8 +64,8 @@ def _h5_error(path: str | os.PathLike, e: OSError) -> OSError | CorruptFileError
                    "HDF5_USE_FILE_LOCKING=FALSE")
 
 
-def _corrupt(path: str | os.PathLike, what: str, reason: str) -> CorruptFileError:
-    return CorruptFileError(path, f"{what}: {reason}")
+def _corrupt(path: str | os.PathLike, what: str, reason: str, advice: str | None = None) -> CorruptFileError:
+    return CorruptFileError(path, f"{what}: {reason}", advice)
 
 
 def _first_line(e: BaseException) -> str:
@@ -210,12 +212,19 @@ def save_checkpoint(path: str | os.PathLike, payload: Mapping[str, Any]) -> None
         torch.save(dict(payload), f)
 
 
-def load_checkpoint(path: str | os.PathLike, *, map_location: str | torch.device = "cpu") -> dict:
+def load_checkpoint(path: str | os.PathLike, *, map_location: str | torch.device = "cpu",
+                    advice: str | None = None) -> dict:
     """Load a checkpoint written by `save_checkpoint` (weights_only: no arbitrary code is unpickled).
+
+    Args:
+        advice: what the error tells the user to do when the file cannot be read. None: the workflow's own
+            file, delete it and rerun its rule (``snakemake --forcerun``); a file a user named (the CLI's
+            ``--model``) gets its own, e.g. that it is not a checkpoint this workflow wrote.
 
     Raises:
         FileNotFoundError: it does not exist.
-        CorruptFileError: it is truncated or damaged, or holds more than tensors and plain data.
+        CorruptFileError: it is truncated or damaged, or holds more than tensors and plain data (or, with
+            `advice`, anything torch.load cannot read).
     """
     import torch
 
@@ -227,10 +236,13 @@ def load_checkpoint(path: str | os.PathLike, *, map_location: str | torch.device
         # torch's messages for these advise weights_only=False, i.e. running whatever the file holds: never
         # pass them on (hence `from None` too).
         if not _is_intact_zip(path):
-            raise _corrupt(path, "checkpoint", "not a complete zip archive") from None
+            raise _corrupt(path, "checkpoint", "not a complete zip archive", advice) from None
         if isinstance(e, pickle.UnpicklingError):
             raise _corrupt(path, "checkpoint", "it holds more than tensors and plain data, so it was not written "
-                                               "by save_checkpoint or its contents are damaged") from None
+                                               "by save_checkpoint or its contents are damaged", advice) from None
+        if advice:  # e.g. a TorchScript archive; torch's first sentence only (the rest advises weights_only=False)
+            raise _corrupt(path, "checkpoint", _first_line(e).split(". ")[0].replace("weights_only", "weights-only"),
+                           advice) from None
         raise RuntimeError(f"cannot load checkpoint {path} (map_location={map_location}): "
                            f"{_first_line(e).replace('weights_only', 'weights-only')}") from None
 

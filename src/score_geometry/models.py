@@ -56,3 +56,11 @@ def expected_local_dim(checkpoint: Mapping[str, Any], t: float, *, kappa: float)
     lam = np.asarray(checkpoint["state"]["variances"], dtype=np.float64)
     alpha, sigma = sde.scales(t)
     return int(np.sum(alpha**2 * lam >= kappa * sigma**2))
+
+
+# Deprecated since 0.2.0, removed in 0.3.0 (CHANGELOG.md): building the run's score model moved to `train`. The
+# new place is imported only when an old name is used, so this module still imports no training code.
+from ._deprecation import moved_names  # noqa: E402
+
+__getattr__ = moved_names(__name__, {"fit_score_model": "score_geometry.train:fit_score_model",
+                                     "KINDS": "score_geometry.train:KINDS"})

@@ -153,6 +153,49 @@ def evaluate_samples(model: Classifier, samples: torch.Tensor, heldout_images: t
     return summary, per_image
 
 
+#: The share of held-out images closer to the training set than `COPY_QUANTILE` of held-out images are: by
+#: definition the share of a model's samples that are as close, when the model does not memorise.
+COPY_QUANTILE = 0.05
+
+
+def nearest_distances(queries: torch.Tensor, reference: torch.Tensor, *, batch_size: int = 256) -> np.ndarray:
+    """Euclidean distance of each query (N, ...) to its nearest reference (M, ...) image, in pixel space.
+
+    Returns:
+        (N,) float64.
+    """
+    ref = reference.reshape(len(reference), -1).double()
+    out = []
+    for i in range(0, len(queries), batch_size):
+        q = queries[i:i + batch_size].reshape(-1, ref.shape[1]).double()
+        out.append(torch.cdist(q, ref).min(dim=1).values)
+    return torch.cat(out).numpy() if out else np.empty(0)
+
+
+def memorisation(samples: torch.Tensor, train_images: torch.Tensor, heldout_images: torch.Tensor
+                 ) -> dict[str, float]:
+    """Does the model reproduce its training images? Each sample's distance to its nearest training image,
+    against the same for held-out real images (which the model never saw: the distance a generalising model's
+    samples should keep).
+
+    Args:
+        samples: (N, C, H, W) generated images in [-1, 1] (clipped here); train_images / heldout_images: real
+            images in [-1, 1], the score model's training split and images it never saw.
+
+    Returns:
+        nn_distance_samples / nn_distance_heldout: the median nearest-training-image distances; memorisation_ratio:
+        their quotient (about 1 without memorisation, towards 0 as samples become copies); copy_share: the share
+        of samples closer to a training image than `COPY_QUANTILE` of held-out images are (its no-memorisation
+        value is `COPY_QUANTILE`, reported as copy_share_null).
+    """
+    d_samples = nearest_distances(samples.clamp(-1, 1), train_images)
+    d_heldout = nearest_distances(heldout_images, train_images)
+    cut = float(np.quantile(d_heldout, COPY_QUANTILE))
+    return {"nn_distance_samples": float(np.median(d_samples)), "nn_distance_heldout": float(np.median(d_heldout)),
+            "memorisation_ratio": float(np.median(d_samples) / np.median(d_heldout)),
+            "copy_share": float(np.mean(d_samples < cut)), "copy_share_null": COPY_QUANTILE}
+
+
 def labels_along_sequences(model: Classifier, x0_hat_t: np.ndarray, t: Sequence[float],
                            final_labels: Sequence[int]) -> pd.DataFrame:
     """The classifier on the model's denoised estimate at each recorded t, against each sequence's final label.

@@ -56,8 +56,13 @@ def html_table(df: pd.DataFrame, *, title: str, digits: int = 3) -> str:
 
 
 def markdown_table(df: pd.DataFrame, *, floatfmt: str = "g") -> str:
-    """`df` as a Markdown table (no index), floats formatted with `floatfmt`, ending with a newline."""
-    return df.to_markdown(index=False, floatfmt=floatfmt) + "\n"
+    """`df` as a Markdown table (no index), floats formatted with `floatfmt`, ending with a newline.
+
+    Integer columns (counts such as ``n_images``) stay integers: the table goes to tabulate column by column as
+    Python objects, not as one float array (pandas' `to_markdown` of a frame with float and int columns
+    printed a count of 2 as ``2.000``).
+    """
+    return df.astype(object).to_markdown(index=False, floatfmt=floatfmt) + "\n"
 
 
 @dataclass(frozen=True)

@@ -15,29 +15,77 @@ Three measures of where H acts (docs/nonconservative.md):
   (c) on a surface in R^3, the curl of the field's tangential part: n . curl(P g) = n . curl g for n = x / |x|
       (curl n = 0), the scalar vorticity the paper's Fig. 1 right panels draw (`tangent_curl`).
 
-All functions take and return float64 numpy arrays (tensors are converted).
+All functions take and return float64 numpy arrays (tensors are converted). What counts as "no skew part"
+follows the input's dtype (`skew_tolerance`): a float32 Jacobian of a conservative field is not exactly
+symmetric, and the shares of its round-off are noise, not a location.
 """
 
 from __future__ import annotations
+
+import sys
 
 import numpy as np
 
 from .arrays import to_numpy64 as _to_numpy64
 
-__all__ = ["skew_shares", "block_ratio", "isotropic_shares", "tangent_normal_basis", "curl_from_jacobian",
-           "tangent_curl"]
+__all__ = ["skew_shares", "skew_tolerance", "block_ratio", "isotropic_shares", "tangent_normal_basis",
+           "curl_from_jacobian", "tangent_curl"]
+
+#: The float64 analysis's own round-off floor (basis changes, norms) relative to ||J||_F: the tolerance of an
+#: exact or float64 input.
+ANALYSIS_TOL = 1e-12
+#: Round-off makes a computed Jacobian of a conservative field skew by about one eps of its dtype relative to
+#: ||J||_F (measured: 0.04-1.2 eps for float32 Hessians of MLP potentials at D = 3-784, 1.1 eps for the skew part
+#: of a float32 U-Net Jacobian's error against float64); the tolerance is this many eps.
+ROUNDOFF_EPS = 32
 
 
-def skew_shares(J, basis, k: int, *, skew_tol: float = 1e-12) -> dict[str, np.ndarray]:
+def _eps(a) -> float:
+    """Machine epsilon of `a`'s dtype (tensor or array-like); 0 for integers (exact)."""
+    dtype = getattr(a, "dtype", None)
+    if dtype is not None and type(dtype).__module__ == "torch":  # a tensor's dtype; torch is loaded already
+        return float(sys.modules["torch"].finfo(dtype).eps) if dtype.is_floating_point else 0.0
+    dt = np.asarray(a).dtype if dtype is None else np.dtype(dtype)
+    return float(np.finfo(dt).eps) if np.issubdtype(dt, np.floating) else 0.0
+
+
+def skew_tolerance(J) -> float:
+    """The default ``skew_tol`` for Jacobians `J` (tensor or array): ``||H||_F / ||J||_F`` at or below it is
+    round-off of J's dtype, not a skew part. ``max(ANALYSIS_TOL, ROUNDOFF_EPS * eps(dtype))``: 1e-12 for float64
+    (and exact inputs), 3.8e-6 for float32, 0.031 for float16."""
+    return max(ANALYSIS_TOL, ROUNDOFF_EPS * _eps(J))
+
+
+def _check_basis(B: np.ndarray, N: int, D: int) -> None:
+    """A (D, D) basis or one per Jacobian, (N, D, D); else a ValueError that says what is expected."""
+    if B.shape in ((D, D), (N, D, D)):
+        return
+    hint = ""
+    if B.ndim in (2, 3) and B.shape[-2] == D and B.shape[-1] < D:
+        hint = (f"; this looks like a basis of the subspace alone, (D, k) = {B.shape[-2:]}: complete it with its "
+                "complement, e.g. numpy.linalg.qr(basis, mode='complete')[0] (its first k columns span the same "
+                "subspace)")
+    elif B.ndim == 3 and B.shape[1:] == (D, D):
+        hint = f"; there are {B.shape[0]} bases for {N} Jacobians"
+    raise ValueError(f"basis must be a full orthonormal basis of R^D, (D, D) = ({D}, {D}), or one per Jacobian, "
+                     f"(N, D, D) = ({N}, {D}, {D}), whose first k columns span the subspace and the others its "
+                     f"complement; got shape {B.shape}{hint}")
+
+
+def skew_shares(J, basis, k: int, *, skew_tol: float | None = None) -> dict[str, np.ndarray]:
     """Split the skew part of each Jacobian between a k-dim subspace and its complement.
 
     Args:
         J: (N, D, D) Jacobians, ``J[n, i, j] = d g_i / d x_j``.
         basis: (N, D, D) or (D, D) orthonormal bases; the first ``k`` columns span the subspace
-            (e.g. the tangent plane of a surface), the rest its complement (the normal).
-        k: subspace dimension, 0 <= k <= D.
-        skew_tol: where ``||H||_F <= skew_tol ||J||_F`` the field is conservative to round-off and the shares are
-            undefined: NaN (as in `spectra.analyse_jacobian`), so averages over points skip them.
+            (e.g. the tangent plane of a surface), the rest its complement (the normal). A (D, k) basis of the
+            subspace alone is refused (complete it, e.g. ``numpy.linalg.qr(basis, mode="complete")[0]``).
+        k: subspace dimension, 0 <= k <= D; or a 1-D sequence of them, all computed from one change of basis
+            (then every array below is (N, len(k))).
+        skew_tol: where ``||H||_F <= skew_tol ||J||_F`` the field is conservative to round-off: the shares are
+            undefined, NaN (as in `spectra.analyse_jacobian`), so averages over points skip them, and the
+            ``frac_*`` and ``rel_*`` of the skew part are 0. None (the default): `skew_tolerance` of J's dtype
+            (1e-12 for float64, 3.8e-6 for float32), so a float32 Jacobian's round-off is not reported as shares.
 
     Returns:
         dict of (N,) arrays: ``share_inside`` = ||P^T H P||^2 / ||H||^2, ``share_cross`` = the two mixed blocks,
@@ -51,13 +99,19 @@ def skew_shares(J, basis, k: int, *, skew_tol: float = 1e-12) -> dict[str, np.nd
         ||block(J)||_F <= skew_tol ||J||_F (e.g. k = 0 or D, or J block-diagonal in this basis);
         ``rel_ratio`` = `block_ratio` of the three (NaN where the shares are).
     """
+    tol = skew_tolerance(J) if skew_tol is None else float(skew_tol)
+    if not tol >= 0:
+        raise ValueError(f"skew_tol must be >= 0 (or None for the dtype's round-off), got {skew_tol}")
     Jn = _to_numpy64(J)
     if Jn.ndim != 3 or Jn.shape[1] != Jn.shape[2]:
         raise ValueError(f"J must have shape (N, D, D), got {Jn.shape}")
     D = Jn.shape[1]
-    B = np.broadcast_to(_to_numpy64(basis), Jn.shape)
-    if not 0 <= k <= D:
-        raise ValueError(f"k must be in [0, D={D}], got {k}")
+    B = _to_numpy64(basis)
+    _check_basis(B, len(Jn), D)
+    B = np.broadcast_to(B, Jn.shape)
+    ks = np.atleast_1d(np.asarray(k))
+    if ks.ndim != 1 or not np.issubdtype(ks.dtype, np.integer) or not ((0 <= ks) & (ks <= D)).all():
+        raise ValueError(f"k must be an integer (or a 1-D sequence of them) in [0, D={D}], got {k}")
     gram_err = float(np.max(np.abs(np.swapaxes(B, 1, 2) @ B - np.eye(D)))) if len(B) else 0.0
     if gram_err > 1e-8:
         raise ValueError(f"basis columns must be orthonormal (max |B^T B - I| = {gram_err:.3g}); "
@@ -65,16 +119,14 @@ def skew_shares(J, basis, k: int, *, skew_tol: float = 1e-12) -> dict[str, np.nd
     H = 0.5 * (Jn - np.swapaxes(Jn, 1, 2))
     Jb = np.swapaxes(B, 1, 2) @ Jn @ B  # J in the basis; Frobenius norms are preserved
     Hb = 0.5 * (Jb - np.swapaxes(Jb, 1, 2))  # = B^T H B
-    inside = np.sum(Hb[:, :k, :k] ** 2, axis=(1, 2))
-    outside = np.sum(Hb[:, k:, k:] ** 2, axis=(1, 2))
-    cross = np.sum(Hb[:, :k, k:] ** 2, axis=(1, 2)) + np.sum(Hb[:, k:, :k] ** 2, axis=(1, 2))
-    j_inside = np.sum(Jb[:, :k, :k] ** 2, axis=(1, 2))
-    j_outside = np.sum(Jb[:, k:, k:] ** 2, axis=(1, 2))
-    j_cross = np.sum(Jb[:, :k, k:] ** 2, axis=(1, 2)) + np.sum(Jb[:, k:, :k] ** 2, axis=(1, 2))
-    h2 = np.sum(H * H, axis=(1, 2))
-    j2 = np.sum(Jn * Jn, axis=(1, 2))
+    inside, cross, outside = _block_sums(Hb**2, ks)  # (N, len(ks)) each
+    j_inside, j_cross, j_outside = _block_sums(Jb**2, ks)
+    h2 = np.sum(H * H, axis=(1, 2))[:, None]
+    j2 = np.sum(Jn * Jn, axis=(1, 2))[:, None]
     skew_norm, jac_norm = np.sqrt(h2), np.sqrt(j2)
-    undefined = (skew_norm <= skew_tol * jac_norm) | (h2 == 0)
+    undefined = (skew_norm <= tol * jac_norm) | (h2 == 0)
+    # Below the tolerance the skew part is round-off: no share is reported and its size counts as 0.
+    inside, cross, outside = (np.where(undefined, 0.0, a) for a in (inside, cross, outside))
     with np.errstate(divide="ignore", invalid="ignore"):
         j2_safe = np.where(j2 > 0, j2, 1.0)
         out = {
@@ -84,12 +136,24 @@ def skew_shares(J, basis, k: int, *, skew_tol: float = 1e-12) -> dict[str, np.nd
             "frac_inside": inside / j2_safe,
             "frac_cross": cross / j2_safe,
             "frac_outside": outside / j2_safe,
-            "rel_inside": _relative(inside, j_inside, j2, skew_tol),
-            "rel_cross": _relative(cross, j_cross, j2, skew_tol),
-            "rel_outside": _relative(outside, j_outside, j2, skew_tol),
+            "rel_inside": _relative(inside, j_inside, j2, tol),
+            "rel_cross": _relative(cross, j_cross, j2, tol),
+            "rel_outside": _relative(outside, j_outside, j2, tol),
         }
     ratio = np.where(undefined, np.nan, block_ratio(out["rel_inside"], out["rel_cross"], out["rel_outside"]))
-    return {**out, "rel_ratio": ratio, "skew_norm": skew_norm, "jac_norm": jac_norm}
+    out = {**out, "rel_ratio": ratio, "skew_norm": np.broadcast_to(skew_norm, ratio.shape),
+           "jac_norm": np.broadcast_to(jac_norm, ratio.shape)}
+    return {name: (a[:, 0] if np.ndim(k) == 0 else np.ascontiguousarray(a)) for name, a in out.items()}
+
+
+def _block_sums(M2: np.ndarray, ks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sums of the squared entries M2 (N, D, D) in the inside (first k rows and columns), cross and outside
+    blocks, for every k of `ks` at once from one 2-D cumulative sum: (N, len(ks)) each."""
+    S = np.zeros((M2.shape[0], M2.shape[1] + 1, M2.shape[2] + 1))
+    S[:, 1:, 1:] = M2.cumsum(axis=1).cumsum(axis=2)
+    inside, rows, cols, total = S[:, ks, ks], S[:, ks, -1], S[:, -1, ks], S[:, -1:, -1]
+    outside = total - rows - cols + inside
+    return inside, np.clip(rows + cols - 2 * inside, 0.0, None), np.clip(outside, 0.0, None)
 
 
 def _relative(h2_block: np.ndarray, j2_block: np.ndarray, j2: np.ndarray, skew_tol: float) -> np.ndarray:
@@ -151,7 +215,7 @@ def curl_from_jacobian(J) -> np.ndarray:
     return np.stack([Jn[:, 2, 1] - Jn[:, 1, 2], Jn[:, 0, 2] - Jn[:, 2, 0], Jn[:, 1, 0] - Jn[:, 0, 1]], axis=1)
 
 
-def tangent_curl(J, normal, *, skew_tol: float = 1e-12) -> dict[str, np.ndarray]:
+def tangent_curl(J, normal, *, skew_tol: float | None = None) -> dict[str, np.ndarray]:
     """The curl of a field's tangential part on a surface in R^3 (the rotation Fig. 1's right panels draw).
 
     With P = I - n n^T and n = x / |x| (the sphere's normal, extended radially), curl(P g) = curl g -
@@ -162,13 +226,15 @@ def tangent_curl(J, normal, *, skew_tol: float = 1e-12) -> dict[str, np.ndarray]
     Args:
         J: (N, 3, 3) Jacobians of g at the points.
         normal: (N, 3) unit normals there (normalised here).
-        skew_tol: as in `skew_shares`: where ||H||_F <= skew_tol ||J||_F the ratio to |curl g| is NaN.
+        skew_tol: as in `skew_shares` (None: `skew_tolerance` of J's dtype): where ||H||_F <= skew_tol ||J||_F
+            the curl is round-off: the ratio to |curl g| is NaN and ``rel_jac`` 0.
 
     Returns:
         dict of (N,) arrays: ``curl_normal`` = n . curl g (signed), ``curl_norm`` = |curl g|,
         ``rel_curl`` = |n . curl g| / |curl g| (= sqrt of the tangent share of ||H||^2), ``rel_jac`` =
         |n . curl g| / ||J||_F (= sqrt(2 x the tangent block's fraction of ||J||^2); 0 for a conservative field).
     """
+    tol = skew_tolerance(J) if skew_tol is None else float(skew_tol)
     Jn = _to_numpy64(J)
     n = _to_numpy64(normal)
     if n.shape != (len(Jn), 3):
@@ -179,8 +245,9 @@ def tangent_curl(J, normal, *, skew_tol: float = 1e-12) -> dict[str, np.ndarray]
     curl_norm = np.linalg.norm(curl, axis=1)
     jac_norm = np.linalg.norm(Jn, axis=(1, 2))
     # |curl g| = sqrt(2) ||H||_F in R^3.
-    undefined = (curl_norm <= np.sqrt(2) * skew_tol * jac_norm) | (curl_norm == 0)
+    undefined = (curl_norm <= np.sqrt(2) * tol * jac_norm) | (curl_norm == 0)
     with np.errstate(divide="ignore", invalid="ignore"):
         rel_curl = np.where(undefined, np.nan, np.abs(omega) / curl_norm)
         rel_jac = np.where(jac_norm > 0, np.abs(omega) / np.where(jac_norm > 0, jac_norm, 1.0), np.nan)
+        rel_jac = np.where(undefined & (jac_norm > 0), 0.0, rel_jac)
     return {"curl_normal": omega, "curl_norm": curl_norm, "rel_curl": rel_curl, "rel_jac": rel_jac}

@@ -23,13 +23,17 @@ from typing import Dict, Iterable, Union
 import numpy as np
 
 from .arrays import to_numpy64 as _to_numpy64
-from .skew import skew_shares
+from .skew import skew_shares, skew_tolerance
 
 __all__ = [
     "Spectrum",
     "analyse_jacobian",
     "local_dimension",
     "local_dim_sweep",
+    "floor_ratio",
+    "local_dimension_own_floor",
+    "sweep_ranks",
+    "RANK_SKEW_FIELDS",
     "subspace_overlap",
     "overlaps",
 ]
@@ -75,6 +79,49 @@ def local_dimension(singular_values, sigma: float, kappa: float = 0.1):
     if s.ndim == 1:
         return int(r)
     return r.astype(np.int64)
+
+
+def floor_ratio(singular_values, sigma: float) -> float:
+    """A Jacobian's own off-manifold floor, in units of sigma^2: the median of (1/s_i)/sigma^2 over the top half
+    of ranks (the largest singular values), 1.00 for an exact score. The same number is the calibration ratio
+    (`analysis.calibration_ratio`, docs/calibration.md).
+
+    Why this estimator: off-manifold directions are the D - r_t largest singular values, all ~1/sigma^2 for an
+    exact score, so for r_t < D/2 the top half of ranks is off-manifold only and its median is robust to a few
+    expanding or over-contracting directions (up to a quarter of them on either side). It is biased where r_t >
+    D/2 (the top half then holds on-manifold ranks, whose 1/s_i are larger) and undefined (inf) where more than
+    half the top half is exactly singular.
+
+    Args:
+        singular_values: (D,) ascending.
+    """
+    s = np.asarray(singular_values, dtype=np.float64)
+    top = s[len(s) // 2:]
+    with np.errstate(divide="ignore"):
+        return float(np.median(1.0 / top) / float(sigma) ** 2)
+
+
+def local_dimension_own_floor(singular_values, sigma: float, kappa: float = 0.1) -> int:
+    """r_t against the Jacobian's own floor: the count of `local_dimension` with the threshold (1 + kappa) c
+    sigma^2, c = `floor_ratio` (instead of the paper's (1 + kappa) sigma^2). It measures the geometry where the
+    model's off-manifold gain is off by a common factor: for a model whose floor is c sigma^2 with c > 1 + kappa
+    the paper's r_t counts every off-manifold direction (up to D), this one still the on-manifold ranks. 0 where
+    the floor is not finite."""
+    c = floor_ratio(singular_values, sigma)
+    if not (np.isfinite(c) and c > 0):
+        return 0
+    return int(local_dimension(singular_values, float(sigma) * np.sqrt(c), kappa))
+
+
+def sweep_ranks(singular_values, sigma: float, kappas: Iterable[float]) -> np.ndarray:
+    """r_t at each kappa against both floors: (2, len(kappas)) ints, the paper's (`local_dimension`) then the
+    Jacobian's own (`local_dimension_own_floor`; 0 where that floor is not finite)."""
+    kappas = list(kappas)
+    c = floor_ratio(singular_values, sigma)
+    paper = local_dim_sweep(singular_values, sigma, kappas)
+    own = (local_dim_sweep(singular_values, float(sigma) * np.sqrt(c), kappas) if np.isfinite(c) and c > 0
+           else np.zeros(len(kappas), dtype=np.int64))
+    return np.stack([paper, own]).astype(np.int64)
 
 
 def local_dim_sweep(singular_values, sigma: float, kappas: Iterable[float]) -> np.ndarray:
@@ -177,6 +224,11 @@ class Spectrum:
         ``skew_share_w_*``, ``skew_rel_w_*``, ``skew_rel_ratio_w``: the same with the on-manifold subspace
         estimated by the first ``local_dim`` eigenvectors ``w`` of ``J~`` (smallest ``|eigval|``) instead.
         `skew_fields` gathers all of these as one dict (the diagnostics columns).
+        ``rank_skew``: rank r -> the `RANK_SKEW_FIELDS` with the subspace of the first r vectors, for each of
+        r_t of `sweep_ranks` at ``kappa`` and at the kappas of ``sweep`` (r_t under other definitions).
+    Own floor
+        ``floor_ratio``: the Jacobian's own off-manifold floor over sigma^2 (`floor_ratio`, the calibration ratio);
+        ``local_dim_own_floor``: r_t against it (`local_dimension_own_floor`, with the stored ``kappa``).
     Denoiser view (App. C)
         ``denoiser_eigvals = 1 + sigma^2 * eigvals``: eigenvalues of
         ``I + sigma^2 J~`` (same order as ``eigvals``), i.e. of ``alpha_t`` times
@@ -222,6 +274,9 @@ class Spectrum:
     denoiser_min: float
     denoiser_frac_negative: float
     denoiser_frac_above_one: float
+    floor_ratio: float = float("nan")
+    local_dim_own_floor: int = 0
+    rank_skew: Dict[int, Dict[str, float]] = dataclasses.field(default_factory=dict)
 
     @property
     def dim(self) -> int:
@@ -279,18 +334,30 @@ class Spectrum:
         return local_dim_sweep(self.singular_values, self.sigma, kappas)
 
 
+#: The skew measures `analyse_jacobian` also computes at other ranks (``rank_skew``): the diagnostics columns
+#: the claims on the non-conservative part read, each at the subspace of the first r vectors.
+RANK_SKEW_FIELDS = ("skew_share_inside", "skew_rel_ratio", "skew_share_w_inside", "skew_rel_ratio_w")
+
+
 def analyse_jacobian(
     J,
     sigma: float,
     kappa: float = 0.1,
     *,
-    skew_tol: float = 1e-12,
+    skew_tol: float | None = None,
+    sweep: Iterable[float] = (),
 ) -> Spectrum:
     """Spectral features of one ``(D, D)`` score Jacobian (tensor or array), in float64.
 
     ``sigma`` is the noise std ``sigma_t`` at the Jacobian's time; ``kappa`` the
-    local-dimension slack.  See :class:`Spectrum` for the fields.
+    local-dimension slack.  ``skew_tol``: below it ``||J - J^T|| / ||J||`` is round-off (`skew.skew_shares`);
+    None = `skew.skew_tolerance` of J's own dtype (a float32 Jacobian of a conservative field has float32
+    round-off, not a skew part).  ``sweep``: kappas whose r_t, against both floors (`sweep_ranks`), also get
+    the skew split (``rank_skew``; the own floor's r_t at ``kappa`` always does).
+    See :class:`Spectrum` for the fields.
     """
+    if skew_tol is None:
+        skew_tol = skew_tolerance(J)
     Jn = _to_numpy64(J)
     if Jn.ndim != 2 or Jn.shape[0] != Jn.shape[1]:
         raise ValueError(f"J must be a square (D, D) matrix, got shape {Jn.shape}")
@@ -325,15 +392,23 @@ def analyse_jacobian(
 
     # The one implementation of the split (also the Fig. 1 toy's tangent/normal shares): subspace = the first
     # r_t right singular vectors; and the same with the first r_t eigenvectors w of J~ (docs/nonconservative.md).
-    split = skew_shares(Jn[None], v, r, skew_tol=skew_tol)
-    split_w = skew_shares(Jn[None], W, r, skew_tol=skew_tol)
+    # All ranks from one change of basis per basis: r_t first, then the further ranks asked for.
+    extra = sorted({int(k) for k in sweep_ranks(s, sigma, [kappa, *sweep]).ravel()})
+    ks = np.array([r, *extra], dtype=np.int64)
+    split = skew_shares(Jn[None], v, ks, skew_tol=skew_tol)
+    split_w = skew_shares(Jn[None], W, ks, skew_tol=skew_tol)
     blocks = ("inside", "cross", "outside")
-    skew = {f"skew_share_{b}": float(split[f"share_{b}"][0]) for b in blocks}
-    skew |= {f"skew_rel_{b}": float(split[f"rel_{b}"][0]) for b in blocks}
-    skew["skew_rel_ratio"] = float(split["rel_ratio"][0])
-    skew |= {f"skew_share_w_{b}": float(split_w[f"share_{b}"][0]) for b in blocks}
-    skew |= {f"skew_rel_w_{b}": float(split_w[f"rel_{b}"][0]) for b in blocks}
-    skew["skew_rel_ratio_w"] = float(split_w["rel_ratio"][0])
+    skew = {f"skew_share_{b}": float(split[f"share_{b}"][0, 0]) for b in blocks}
+    skew |= {f"skew_rel_{b}": float(split[f"rel_{b}"][0, 0]) for b in blocks}
+    skew["skew_rel_ratio"] = float(split["rel_ratio"][0, 0])
+    skew |= {f"skew_share_w_{b}": float(split_w[f"share_{b}"][0, 0]) for b in blocks}
+    skew |= {f"skew_rel_w_{b}": float(split_w[f"rel_{b}"][0, 0]) for b in blocks}
+    skew["skew_rel_ratio_w"] = float(split_w["rel_ratio"][0, 0])
+    rank_skew = {k: {"skew_share_inside": float(split["share_inside"][0, j]),
+                     "skew_rel_ratio": float(split["rel_ratio"][0, j]),
+                     "skew_share_w_inside": float(split_w["share_inside"][0, j]),
+                     "skew_rel_ratio_w": float(split_w["rel_ratio"][0, j])}
+                 for j, k in enumerate(ks.tolist()) if j > 0}
 
     den = 1.0 + sigma**2 * lam
     den_min = float(den.min()) if D else float("nan")
@@ -358,6 +433,9 @@ def analyse_jacobian(
         denoiser_min=den_min,
         denoiser_frac_negative=frac_negative,
         denoiser_frac_above_one=frac_above_one,
+        floor_ratio=floor_ratio(s, sigma),
+        local_dim_own_floor=local_dimension_own_floor(s, sigma, kappa),
+        rank_skew=rank_skew,
     )
 
 

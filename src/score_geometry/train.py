@@ -7,6 +7,7 @@ learning-rate warm-up, gradient clipping, the EMA) and the config glue; `trainin
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -136,7 +137,7 @@ def fit_score_model(images: torch.Tensor, cfg: Mapping[str, Any], *, checkpoint_
     if cfg["model"].get("source", "train") != "train":
         ref = external_reference(cfg, tuple(images.shape[1:]))
         model = load_score_model(ref, device=device)
-        checks = check_score_model(model, tuple(images.shape[1:]))
+        checks = check_score_model(model, tuple(images.shape[1:]), device=device)
         io.append_jsonl(metrics_path, {"step": 0, "source": ref["kind"], **checks})
         return ref, {**dict(cfg), "score_model": ref["kind"], "final_step": 0, "device": str(device),
                      "parameterisation_read": model.parameterisation, **checks}
@@ -151,3 +152,30 @@ def fit_score_model(images: torch.Tensor, cfg: Mapping[str, Any], *, checkpoint_
         return (final_checkpoint(state, cfg, image_shape=tuple(images.shape[1:])),
                 training_options(state, cfg, device=device, threads=threads))
     raise ValueError(f"model.score_model must be one of {KINDS}, got {kind!r}")
+
+
+# --- deprecated since 0.2.0, removed in 0.3.0 (CHANGELOG.md) ----------------------------------------------------
+def _resume_from(checkpoint_path: str | Path, state: Any, chash: str, *, metrics_path: str | Path,
+                 device: torch.device | str) -> None:
+    """0.1's ``train.resume_from(checkpoint_path, state, chash, *, metrics_path, device)`` on
+    `training.engine.resume`, which reads the same checkpoints: load `state` from a rolling checkpoint of the
+    same config hash, else keep it fresh; drop metrics records past the resumed step. Like 0.1, no budget check
+    (`engine.resume`'s ``total`` does that)."""
+    engine.resume(state, engine.Run(Path(checkpoint_path), Path(metrics_path), {}, chash), device=device)
+
+
+def _save_state(checkpoint_path: str | Path, state: Any, cfg: Mapping[str, Any], chash: str) -> None:
+    """0.1's ``train.save_state(checkpoint_path, state, cfg, chash)`` on `training.engine.save`: the same atomic
+    checkpoint (state, resolved config, its hash). The run's metrics log is not touched by a save."""
+    engine.save(state, engine.Run(Path(checkpoint_path), Path(os.devnull), cfg, chash))
+
+
+from ._deprecation import moved_names  # noqa: E402
+
+_RUN = "training.engine.Run(checkpoint_path, metrics_path, cfg, chash)"
+__getattr__ = moved_names(__name__, {
+    "resume_from": f"score_geometry.train:_resume_from | score_geometry.training.engine.resume(state, {_RUN}, "
+                   "device=device)",
+    "save_state": f"score_geometry.train:_save_state | score_geometry.training.engine.save(state, {_RUN})",
+    "ARCHITECTURES": "score_geometry.networks:ARCHITECTURES",
+})

@@ -449,3 +449,16 @@ def conditions(vae_cfg: Mapping[str, Any]) -> list[float | None]:
 def condition_name(t: float | None) -> str:
     """``clean`` or ``t=<t>``: the name of a VAE's training condition (also its output folder)."""
     return "clean" if t is None else f"t={t:g}"
+
+
+def _noise_scales(t: float | None, sde: VPSDE) -> tuple[float, float]:
+    """0.1.0's ``vae.noise_scales``: (alpha_t, sigma_t) of the VP-SDE at `t`; (1, 0) for clean data (t None)."""
+    return (1.0, 0.0) if t is None else sde.scales(t)
+
+
+from ._deprecation import moved_names  # noqa: E402
+
+__getattr__ = moved_names(__name__, {
+    "noise_scales": "score_geometry.vae:_noise_scales | score_geometry.sde.VPSDE.scales(t) ((1, 0) for clean data)",
+    "clean_heldout_local_dims": "score_geometry.baselines.tables:clean_heldout_vae",
+})

@@ -35,6 +35,10 @@ wildcard_constraints:
 def final_outputs():
     """The default target's inputs: the tables, and every figure (call it once every rule is defined)."""
     return [
+        # the model files README tells users to use (a killed rerun must rebuild them, not report complete)
+        f"{OUT}/model/model.pt",
+        f"{OUT}/model/training_options.json",
+        f"{OUT}/model/metrics.jsonl",
         f"{OUT}/samples/sequences.h5",
         f"{OUT}/samples/quality.json",
         f"{OUT}/samples/quality.html",

@@ -1,4 +1,5 @@
 rule prepare_data:
+    """Load the configured data set and store its train and held-out images as uint8 HDF5."""
     output:
         f"{OUT}/data/dataset.h5",
     log:

@@ -1,4 +1,5 @@
 rule compute_jacobians:
+    """Exact score Jacobians at every saved image and time of one shard of the sampled sequences."""
     input:
         model=f"{OUT}/model/model.pt",
         sequences=f"{OUT}/samples/sequences.h5",
@@ -23,6 +24,7 @@ rule compute_jacobians:
 
 
 rule compute_heldout_jacobians:
+    """Score Jacobians at forward-noised held-out images, for the noise-floor calibration."""
     input:
         model=f"{OUT}/model/model.pt",
         data=f"{OUT}/data/dataset.h5",
@@ -50,6 +52,7 @@ rule compute_heldout_jacobians:
 
 
 rule calibrate_noise_floor:
+    """Noise-floor calibration: the off-manifold gain against 1/σₜ², held-out images and samples."""
     input:
         heldout=f"{OUT}/jacobians/heldout.h5",
         diagnostics=f"{OUT}/stats/diagnostics.parquet",

@@ -8,6 +8,7 @@
 
 
 rule plot_samples:
+    """Draw the grid of final samples, titled with the classifier's labels."""
     input:
         sequences=f"{OUT}/samples/sequences.h5",
         predictions=f"{OUT}/samples/predictions.parquet",
@@ -35,6 +36,7 @@ rule plot_samples:
 
 
 rule plot_fig1:
+    """Draw Fig. 1 on the toy: where a learned score field is non-conservative."""
     input:
         field=f"{OUT}/toy/field.h5",
         points=f"{OUT}/toy/points.parquet",
@@ -63,6 +65,7 @@ rule plot_fig1:
 
 
 rule plot_fig2:
+    """Draw Fig. 2: one sequence's xₜ and its feature vectors."""
     input:
         sequences=f"{OUT}/samples/sequences.h5",
         features=f"{OUT}/stats/features.h5",
@@ -94,6 +97,7 @@ rule plot_fig2:
 
 
 rule plot_fig3_cosines:
+    """Draw Fig. 3, top: cos(uᵢ, vᵢ) against rank."""
     input:
         spectra=f"{OUT}/stats/spectra.parquet",
     output:
@@ -122,6 +126,7 @@ rule plot_fig3_cosines:
 
 
 rule plot_fig3_spectrum:
+    """Draw Fig. 3, bottom left: 1/sᵢ against rank, with the σₜ² floor."""
     input:
         spectra=f"{OUT}/stats/spectra.parquet",
         diagnostics=f"{OUT}/stats/diagnostics.parquet",
@@ -151,6 +156,7 @@ rule plot_fig3_spectrum:
 
 
 rule plot_fig3_local_dims:
+    """Draw Fig. 3, bottom right: the local dimension rₜ over images against t."""
     input:
         diagnostics=f"{OUT}/stats/diagnostics.parquet",
         vae=[f"{OUT}/vae/local_dims.parquet"] if config["plots"]["vae_baseline"] else [],
@@ -180,6 +186,7 @@ rule plot_fig3_local_dims:
 
 
 rule plot_fig4:
+    """Draw Fig. 4: the subspace overlaps Φₙ of (u, v), (u, w) and (v, w) against n."""
     input:
         overlaps=f"{OUT}/stats/overlaps.parquet",
         diagnostics=f"{OUT}/stats/diagnostics.parquet",
@@ -208,6 +215,7 @@ rule plot_fig4:
 
 
 rule plot_skew_shares:
+    """Draw where the skew part J − Jᵀ lies, inside and outside the first rₜ directions."""
     input:
         diagnostics=f"{OUT}/stats/diagnostics.parquet",
     output:
@@ -236,6 +244,7 @@ rule plot_skew_shares:
 
 
 rule plot_vae_convergence:
+    """Draw the VAEs' convergence: γ against √MSE, active dims per epoch, posterior variances."""
     input:
         metrics=expand(f"{OUT}/vae/{{condition}}/metrics.jsonl", condition=VAE_CONDITIONS),
         variances=f"{OUT}/vae/posterior_variances.parquet",
@@ -270,6 +279,7 @@ rule plot_vae_convergence:
 
 
 rule plot_estimators:
+    """Draw the local dimension by estimator and digit, beside the paper's VAE and rₜ."""
     input:
         vae=f"{OUT}/vae/local_dims.parquet",
         estimates=f"{OUT}/estimators/estimates.parquet",
@@ -299,6 +309,7 @@ rule plot_estimators:
 
 
 rule plot_training_loss:
+    """Draw the score model's training loss."""
     input:
         metrics=f"{OUT}/model/metrics.jsonl",
     output:
@@ -327,6 +338,7 @@ rule plot_training_loss:
 
 # Every figure of this run, without the rest of `all` (make figures: snakemake figures --forcerun <plot rules>).
 rule figures:
+    """Every figure of this run and nothing else: make figures."""
     input:
         figure_outputs,
     localrule: True

@@ -6,6 +6,7 @@
 
 
 rule summarise_benchmarks:
+    """Wall time, CPU time and peak memory of every stage, as a table for the report."""
     input:
         stage_benchmarks,  # a function: evaluated once every rule is defined
     output:
@@ -30,6 +31,7 @@ rule summarise_benchmarks:
 
 
 rule summarise_quality:
+    """The sample-quality numbers of quality.json as a table for the report."""
     input:
         quality=f"{OUT}/samples/quality.json",
     output:

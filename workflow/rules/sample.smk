@@ -1,4 +1,5 @@
 rule sample_sequences:
+    """Sample Euler–Maruyama paths from the score model, keeping xₜ at the configured times."""
     input:
         model=f"{OUT}/model/model.pt",
     output:
@@ -22,6 +23,7 @@ rule sample_sequences:
 
 
 rule evaluate_samples:
+    """Classifier-based sample quality, and each sequence's labels along its recorded times."""
     input:
         sequences=f"{OUT}/samples/sequences.h5",
         classifier=f"{OUT}/classifier/classifier.pt",

@@ -1,4 +1,5 @@
 rule analyse_spectra:
+    """SVD, symmetrised eigendecomposition, rₜ, subspace overlaps and diagnostics of one shard."""
     input:
         jacobians=f"{OUT}/jacobians/shard_{{shard}}.h5",
         predictions=f"{OUT}/samples/predictions.parquet",
@@ -23,6 +24,7 @@ rule analyse_spectra:
 
 
 rule aggregate_spectra:
+    """Concatenate the shards' tables and Fig. 2 feature vectors into stats/."""
     input:
         tables=expand(f"{OUT}/spectra/shard_{{shard}}/{{table}}", shard=SHARDS, table=TABLE_FILES),
         features=expand(f"{OUT}/spectra/shard_{{shard}}/features.h5", shard=SHARDS),
@@ -42,6 +44,7 @@ rule aggregate_spectra:
 
 
 rule summarise_results:
+    """The per-t numbers to check against the paper: summary.csv, .md and .html."""
     input:
         diagnostics=f"{OUT}/stats/diagnostics.parquet",
         overlaps=f"{OUT}/stats/overlaps.parquet",
@@ -67,10 +70,12 @@ rule summarise_results:
 
 
 rule evaluate_claims:
+    """The paper's claims as computed verdicts: claims.csv, .md and .html."""
     input:
         diagnostics=f"{OUT}/stats/diagnostics.parquet",
         overlaps=f"{OUT}/stats/overlaps.parquet",
         spectra=f"{OUT}/stats/spectra.parquet",
+        local_dims=f"{OUT}/stats/local_dims.parquet",
         features=f"{OUT}/stats/features.h5",
         calibration=f"{OUT}/stats/calibration_summary.csv",
         sequences=f"{OUT}/samples/sequences.h5",
@@ -97,6 +102,7 @@ rule evaluate_claims:
     params:
         run=RUN,
         kappa=config["analysis"]["kappa"],
+        kappa_sweep=config["analysis"]["kappa_sweep"],
         parameterisation=model_parameterisation(),
     script:
         "../scripts/evaluate_claims.py"

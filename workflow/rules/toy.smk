@@ -4,6 +4,7 @@
 
 
 rule train_toy:
+    """Fig. 1 toy: sample the density on a sphere exactly and train or resume its MLP score model."""
     output:
         model=f"{OUT}/toy/model.pt",
         options=f"{OUT}/toy/training_options.json",
@@ -29,6 +30,7 @@ rule train_toy:
 
 
 rule analyse_toy:
+    """Fig. 1 toy: learned against exact score and where its non-conservative part acts, with controls."""
     input:
         model=f"{OUT}/toy/model.pt",
     output:

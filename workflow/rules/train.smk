@@ -1,6 +1,7 @@
 # model.source train: train the network (resumably) or fit the oracle; otherwise only write the reference to
 # the external model (checked to load and to serve this data), and nothing is trained.
 rule train_model:
+    """Train or resume the score network, fit the Gaussian oracle, or reference an external model."""
     input:
         data=f"{OUT}/data/dataset.h5",
         external=external_model_files,
@@ -33,6 +34,7 @@ rule train_model:
 
 
 rule train_classifier:
+    """Train the classifier that labels the samples and measures their quality."""
     input:
         data=f"{OUT}/data/dataset.h5",
     output:

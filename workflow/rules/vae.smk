@@ -3,6 +3,7 @@
 
 
 rule train_vae:
+    """Train or resume the Appendix B VAE on clean and on noisy training images."""
     input:
         data=f"{OUT}/data/dataset.h5",
     output:
@@ -31,6 +32,7 @@ rule train_vae:
 
 
 rule vae_local_dims:
+    """The VAEs' local dimension on held-out images and on the samples; posterior variances."""
     input:
         models=expand(f"{OUT}/vae/{{condition}}/vae.pt", condition=VAE_CONDITIONS),
         metrics=expand(f"{OUT}/vae/{{condition}}/metrics.jsonl", condition=VAE_CONDITIONS),
@@ -57,6 +59,7 @@ rule vae_local_dims:
 
 
 rule estimate_dims:
+    """Local dimension of held-out images by every registered estimator: kNN, normal bundle, FLIPD."""
     input:
         data=f"{OUT}/data/dataset.h5",
         model=f"{OUT}/model/model.pt",
@@ -80,6 +83,7 @@ rule estimate_dims:
 
 
 rule compare_estimators:
+    """Every estimator's local dimension beside the paper's VAE and the score model's rₜ."""
     input:
         vae=f"{OUT}/vae/local_dims.parquet",
         estimates=f"{OUT}/estimators/estimates.parquet",

@@ -13,7 +13,8 @@ out = evaluate_claims(
     diagnostics=io.read_parquet(i.diagnostics), overlaps=io.read_parquet(i.overlaps),
     spectra=io.read_parquet(i.spectra), features=features, calibration=io.read_csv(i.calibration),
     x0_hat=sequences["x0_hat"], toy=io.read_csv(i.toy), vae_dims=io.read_parquet(i.vae_dims),
-    vae_metrics=io.read_jsonl(i.vae_metrics), run=p.run, kappa=p.kappa, parameterisation=p.parameterisation)
+    vae_metrics=io.read_jsonl(i.vae_metrics), run=p.run, kappa=p.kappa, parameterisation=p.parameterisation,
+    local_dims=io.read_parquet(i.local_dims), kappa_sweep=p.kappa_sweep)
 io.write_csv(o.csv, out.table)
 io.write_text(o.markdown, out.markdown)
 io.write_text(o.html, out.html)

@@ -1,8 +1,11 @@
 """Every registered estimator on the same points (held-out digits) as one tidy table: the kNN estimators on all
-of them, the score-based ones on a stratified subset (docs/estimators.md)."""
+of them, the score-based ones on a stratified subset (docs/estimators.md). Each estimator logs its start and its
+time (`logging`); the score-based ones show a progress bar per point (tqdm, in the rule's log)."""
 
 from __future__ import annotations
 
+import logging
+import time
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
@@ -17,6 +20,18 @@ from .tables import estimates_table, stratified_subset
 if TYPE_CHECKING:
     from ..datasets import Dataset
 
+log = logging.getLogger(__name__)
+
+
+def _done(name: str, start: float, results: Sequence[tuple[float, np.ndarray]]) -> None:
+    """Log an estimator's time and its median finite local dim (per t where it has times)."""
+    def median(d: np.ndarray) -> float:
+        d = np.asarray(d, np.float64)
+        return float(np.median(d[np.isfinite(d)])) if np.isfinite(d).any() else float("nan")
+
+    medians = ", ".join(f"{median(d):.1f}" + ("" if np.isnan(t) else f" at t={t:g}") for t, d in results)
+    log.info("%s done in %.1f s: median local dim %s", name, time.perf_counter() - start, medians)
+
 
 def classical_table(points: np.ndarray, labels: np.ndarray, reference: np.ndarray, cfg: Mapping[str, Any], *,
                     dataset: str = "heldout") -> pd.DataFrame:
@@ -25,8 +40,13 @@ def classical_table(points: np.ndarray, labels: np.ndarray, reference: np.ndarra
 
     `cfg` is the ``estimators:`` config section; each estimator reads its own keys.
     """
-    out = [estimates_table(e.name, dataset, "clean", labels, np.nan, e.fn(points, reference, own_config(e, cfg)))
-           for e in estimators("neighbours")]
+    out = []
+    for e in estimators("neighbours"):
+        log.info("%s: %d points among %d reference points", e.name, len(points), len(reference))
+        start = time.perf_counter()
+        dims = e.fn(points, reference, own_config(e, cfg))
+        _done(e.name, start, [(np.nan, dims)])
+        out.append(estimates_table(e.name, dataset, "clean", labels, np.nan, dims))
     return pd.concat(out, ignore_index=True)
 
 
@@ -39,9 +59,14 @@ def score_table(score_fn: ScoreFn, x0: torch.Tensor, labels: np.ndarray, cfg: Ma
     draw from, in turn. `points` are the indices stored in the table's ``point`` column (default 0..N-1).
     """
     gen = torch.Generator(device=x0.device).manual_seed(cfg["seed"])
-    out = [estimates_table(e.name, dataset, f"t={t:g}", labels, t, dims, points)
-           for e in estimators("score")
-           for t, dims in e.fn(score_fn, x0, own_config(e, cfg), sde=sde, generator=gen)]
+    out = []
+    for e in estimators("score"):
+        own = own_config(e, cfg)
+        log.info("%s: %d points (%s)", e.name, len(x0), ", ".join(f"{k}={v}" for k, v in own.items()))
+        start = time.perf_counter()
+        results = e.fn(score_fn, x0, own, sde=sde, generator=gen)
+        _done(e.name, start, results)
+        out += [estimates_table(e.name, dataset, f"t={t:g}", labels, t, dims, points) for t, dims in results]
     return pd.concat(out, ignore_index=True)
 
 

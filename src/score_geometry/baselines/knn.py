@@ -12,21 +12,47 @@ from .registry import estimator
 CLASSICAL = ("mle", "twonn", "lpca")
 
 
+def _self_matches(points: np.ndarray, reference: np.ndarray) -> list[np.ndarray]:
+    """For each point, the indices of the reference rows equal to it (exact copies: the point itself when it is
+    in the reference cloud, e.g. a training point queried among the training points)."""
+    rows: dict[bytes, list[int]] = {}
+    for j, row in enumerate(reference + 0.0):  # + 0.0: -0.0 and 0.0 are the same point
+        rows.setdefault(row.tobytes(), []).append(j)
+    return [np.asarray(rows.get(p.tobytes(), ()), dtype=np.intp) for p in points + 0.0]
+
+
 def _neighbours(points: np.ndarray, reference: np.ndarray, n_neighbors: int) -> tuple[np.ndarray, np.ndarray]:
-    """Distances and indices (N, n_neighbors) of each point's nearest reference points (Euclidean)."""
+    """Distances and indices (N, n_neighbors) of each point's nearest reference points (Euclidean), the point's
+    own copies in `reference` left out (a distance of 0 to itself is no neighbour: MLE would report 0)."""
     from sklearn.neighbors import NearestNeighbors
 
     if n_neighbors > len(reference):
         raise ValueError(f"n_neighbors={n_neighbors} exceeds the {len(reference)} reference points; lower it")
-    return NearestNeighbors(n_neighbors=n_neighbors).fit(reference).kneighbors(points)
+    own = _self_matches(points, reference)
+    extra = max((len(o) for o in own), default=0)
+    if n_neighbors + extra > len(reference):
+        i = int(np.argmax([len(o) for o in own]))
+        raise ValueError(f"n_neighbors={n_neighbors} exceeds the {len(reference) - extra} reference points left "
+                         f"for query point {i} once its {extra} cop{'y' if extra == 1 else 'ies'} in the reference "
+                         "set are left out; lower it")
+    dists, idx = NearestNeighbors(n_neighbors=n_neighbors + extra).fit(reference).kneighbors(points)
+    if extra:
+        # Drop each point's own copies (they come first, at distance 0), keep the next n_neighbors in order.
+        dropped = np.stack([np.isin(row, o) for row, o in zip(idx, own)]) if len(idx) else np.zeros_like(idx, bool)
+        keep = np.argsort(dropped, axis=1, kind="stable")[:, :n_neighbors]
+        dists, idx = np.take_along_axis(dists, keep, 1), np.take_along_axis(idx, keep, 1)
+    return dists, idx
 
 
 def knn_local_dims(points: np.ndarray, reference: np.ndarray, *, method: str, n_neighbors: int,
                    lpca_version: str = "FO", lpca_alpha: float = 0.05, twonn_discard: float = 0.1) -> np.ndarray:
     """Pointwise local dimension of `points` within the cloud `reference`, with scikit-dimension.
 
-    The neighbourhood of a point is its `n_neighbors` nearest reference points (the point itself is not in
-    `reference`, e.g. held-out digits among the training digits).
+    The neighbourhood of a point is its `n_neighbors` nearest reference points, e.g. held-out digits among the
+    training digits. A query point that is also in `reference` (an exact copy: the training digits queried among
+    themselves) is left out of its own neighbourhood, as scikit-learn's ``kneighbors()`` leaves out a fitted
+    point: its neighbours are the `n_neighbors` nearest other reference points (a neighbour at distance 0, the
+    point itself, would make MLE report 0).
 
     Args:
         points: (N, D) query points.

@@ -8,6 +8,7 @@ from typing import Any, Mapping
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from ..score import ScoreFn
 from ..sde import VPSDE
@@ -123,13 +124,14 @@ def flipd(score_fn: ScoreFn, x0: torch.Tensor, t: float, *, sde: VPSDE, probes: 
 @estimator("normal_bundle", label="normal bundle", kind="score", keys=("normal_bundle_times", "n_perturbations"))
 def normal_bundle_local_dims(score_fn: ScoreFn, x0: torch.Tensor, cfg: Mapping[str, Any], *, sde: VPSDE,
                              generator: torch.Generator) -> list[tuple[float, np.ndarray]]:
-    """The normal-bundle dimension of each point x0 (n, *S), one point at a time, at each of
-    estimators.normal_bundle_times with estimators.n_perturbations noisy copies."""
+    """The normal-bundle dimension of each point x0 (n, *S), one point at a time (a progress bar per t), at each
+    of estimators.normal_bundle_times with estimators.n_perturbations noisy copies."""
     D = math.prod(x0.shape[1:])
     out = []
     for t in cfg["normal_bundle_times"]:
         spectra = [normal_bundle_spectrum(score_fn, x0[i:i + 1], t, sde=sde, n_perturbations=cfg["n_perturbations"],
-                                          generator=generator) for i in range(len(x0))]
+                                          generator=generator)
+                   for i in tqdm(range(len(x0)), desc=f"normal bundle t={t:g}", unit="point", mininterval=5)]
         dims = [normal_bundle_dim(s, D) for s in spectra]
         out.append((t, np.asarray(dims, np.float64)))
     return out
@@ -138,11 +140,12 @@ def normal_bundle_local_dims(score_fn: ScoreFn, x0: torch.Tensor, cfg: Mapping[s
 @estimator("flipd", label="FLIPD", kind="score", keys=("flipd_times", "flipd_probes"))
 def flipd_local_dims(score_fn: ScoreFn, x0: torch.Tensor, cfg: Mapping[str, Any], *, sde: VPSDE,
                      generator: torch.Generator) -> list[tuple[float, np.ndarray]]:
-    """FLIPD of each point x0 (n, *S), in batches of 8, at each of estimators.flipd_times with
-    estimators.flipd_probes Hutchinson probes (0: the exact trace)."""
+    """FLIPD of each point x0 (n, *S), in batches of 8 (a progress bar per t), at each of estimators.flipd_times
+    with estimators.flipd_probes Hutchinson probes (0: the exact trace)."""
     out = []
     for t in cfg["flipd_times"]:
+        batches = tqdm(range(0, len(x0), 8), desc=f"FLIPD t={t:g}", unit="batch", mininterval=5)
         dims = np.concatenate([flipd(score_fn, x0[i:i + 8], t, sde=sde, probes=cfg["flipd_probes"], generator=generator)
-                               for i in range(0, len(x0), 8)])
+                               for i in batches])
         out.append((t, dims))
     return out

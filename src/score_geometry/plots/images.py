@@ -45,13 +45,20 @@ def sample_grid(images: np.ndarray, *, labels: list[int] | None = None, ncols: i
                 max_images: int = 128) -> plt.Figure:
     """Grid of generated images, optionally titled with the classifier's label.
 
+    The grid is sized to the images: as few rows as `ncols` columns allow, and the images spread evenly over
+    them (6 samples are one row of 6, not a row of 16 with 10 blank; 20 are two rows of 10).
+
     Args:
         images: (N, H, W) grey or (N, C, H, W) with C = 1 or 3, in [-1, 1] (clipped).
         labels: (N,) the title of each image, optional.
+        ncols: the most columns.
     """
     images = np.asarray(images)[:max_images]
     n = len(images)
-    nrows = int(np.ceil(n / ncols))
+    if n == 0:
+        raise ValueError("sample_grid: no images to draw")
+    nrows = -(-n // ncols)
+    ncols = -(-n // nrows)
     fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * 0.6, nrows * 0.7), squeeze=False)
     for i, ax in enumerate(axes.flat):
         ax.set_axis_off()

@@ -110,22 +110,34 @@ def fig3_spectrum(spectra: "pd.DataFrame", diagnostics: "pd.DataFrame", *, examp
 
 def fig3_local_dims(diagnostics: "pd.DataFrame", *, baseline: "pd.DataFrame | None" = None,
                     baseline_label: str = "baseline") -> plt.Figure:
-    """Fig. 3 bottom right: distribution of r_t over images at each t (violins with the points), with a
-    baseline's 5-95% range (e.g. the VAE's local dimension) shaded when given (column local_dim).
+    """Fig. 3 bottom right: distribution of r_t over images at each t (violins with the points), the paper's r_t
+    and, beside it (hatched) where the table has it, r_t against each Jacobian's own floor
+    (``local_dim_own_floor``), with a baseline's 5-95% range (e.g. the VAE's local dimension) shaded when given (column local_dim).
 
     A baseline with a ``converged`` column (`score_geometry.vae.local_dims_table`) is shaded only when every
     row is converged, labelled with its ``trained_on`` (data and epochs); otherwise a note says it is not drawn."""
     ts = sorted(diagnostics["t"].unique())
     colours = _t_colours(ts)
     fig, ax = plt.subplots(figsize=(4.0, 3.4))
-    data = [diagnostics.loc[diagnostics["t"] == t, "local_dim"].to_numpy() for t in ts]
-    parts = ax.violinplot(data, positions=range(len(ts)), showmedians=True, widths=0.8)
-    for body, t in zip(parts["bodies"], ts):
-        body.set_facecolor(colours[t])
-        body.set_alpha(0.5)
+    own = "local_dim_own_floor" in diagnostics
+    # the paper's r_t (threshold (1 + kappa) sigma_t^2), and beside it, hatched, the own-floor r_t where analysed
+    kinds = [("local_dim", 0.0, None)] + ([("local_dim_own_floor", 0.4, "//")] if own else [])
+    width = 0.38 if own else 0.8
     rng = np.random.default_rng(0)
-    for i, (t, y) in enumerate(zip(ts, data)):
-        ax.plot(i + rng.uniform(-0.12, 0.12, len(y)), y, ".", color=colours[t], ms=3, mec="k", mew=0.2)
+    for column, shift, hatch in kinds:
+        data = [diagnostics.loc[diagnostics["t"] == t, column].to_numpy() for t in ts]
+        positions = np.arange(len(ts)) - (0.2 if own else 0.0) + shift
+        parts = ax.violinplot(data, positions=positions, showmedians=True, widths=width)
+        for body, t in zip(parts["bodies"], ts):
+            body.set_facecolor(colours[t])
+            body.set_alpha(0.5)
+            body.set_hatch(hatch)
+        for x, t, y in zip(positions, ts, data):
+            ax.plot(x + rng.uniform(-0.3, 0.3, len(y)) * width / 2, y, ".", color=colours[t], ms=3, mec="k",
+                    mew=0.2)
+    if own:
+        ax.text(0.98, 0.98, "left: paper's threshold $(1+\\kappa)\\sigma_t^2$\nright (hatched): each "
+                "Jacobian's own floor", transform=ax.transAxes, fontsize=6, va="top", ha="right", color="0.3")
     if baseline is not None and len(baseline):
         converged = "converged" not in baseline or bool(baseline["converged"].all())
         what = f" ({baseline['trained_on'].iloc[0]})" if "trained_on" in baseline else ""
@@ -157,8 +169,14 @@ def draw_fig3_local_dims(diagnostics: "pd.DataFrame", vae: list["pd.DataFrame"],
 
 @figure("fig4_overlaps")
 def fig4_overlaps(overlaps: "pd.DataFrame", diagnostics: "pd.DataFrame") -> plt.Figure:
-    """Fig. 4: Phi_n for the pairs (u,v), (u,w), (v,w) against n, mean over images with a +-1 sd band, one
-    colour per t, dotted vertical lines at the mean r_t."""
+    """Fig. 4: Phi_n for the pairs (u,v), (u,w), (v,w) against n, the median over images with the interquartile
+    range (25th-75th percentile) as band, one colour per t, dotted vertical lines at the mean r_t.
+
+    The band is the IQR, not mean +- 1 sd: an overlap lies in [0, 1] and so does every quantile of it, while
+    mean +- sd of a skewed population of overlaps leaves [0, 1] (as Fig. 3 draws r_t and the cosines)."""
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
     ts = sorted(overlaps["t"].unique())
     colours = _t_colours(ts)
     pairs = [("uv", "$\\Phi^{u,v}_n$"), ("uw", "$\\Phi^{u,w}_n$"), ("vw", "$\\Phi^{v,w}_n$")]
@@ -166,15 +184,18 @@ def fig4_overlaps(overlaps: "pd.DataFrame", diagnostics: "pd.DataFrame") -> plt.
     for ax, (pair, label) in zip(axes, pairs):
         for t in ts:
             d = overlaps[(overlaps["pair"] == pair) & (overlaps["t"] == t)]
-            g = d.groupby("n")["Phi"].agg(["mean", "std"])
-            ax.plot(g.index, g["mean"], color=colours[t], lw=1.1, label=f"t = {t:g}")
-            ax.fill_between(g.index, g["mean"] - g["std"], g["mean"] + g["std"], color=colours[t], alpha=0.2, lw=0)
+            q = d.groupby("n")["Phi"].quantile([0.25, 0.5, 0.75]).unstack()
+            ax.plot(q.index, q[0.5], color=colours[t], lw=1.1, label=f"t = {t:g}")
+            ax.fill_between(q.index, q[0.25], q[0.75], color=colours[t], alpha=0.2, lw=0)
             r = diagnostics.loc[diagnostics["t"] == t, "local_dim"].mean()
             ax.axvline(r, color=colours[t], ls=":", lw=1)
         ax.set_xscale("log")
         ax.set_xlabel("n")
         ax.set_title(label)
     axes[0].set_ylabel("overlap $\\Phi_n$")
-    axes[-1].legend(fontsize=7, loc="lower right")
+    handles, _ = axes[-1].get_legend_handles_labels()
+    handles += [Patch(color="0.5", alpha=0.3, lw=0, label="IQR over images"),
+                Line2D([], [], color="0.3", ls=":", lw=1, label="mean $r_t$")]
+    axes[-1].legend(handles=handles, fontsize=7, loc="lower right", title="median over images", title_fontsize=7)
     fig.tight_layout()
     return fig

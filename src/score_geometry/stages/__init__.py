@@ -7,6 +7,7 @@ A script reads its inputs through `score_geometry.io`, makes one call here and w
     prepare_data               samples.prepare_data
     train_model                training.train_model
     train_classifier           training.train_classifier
+    train_segment              training.train_segment (workflow/trajectory.smk)
     sample_sequences           samples.sample_sequences
     evaluate_samples           samples.evaluate_samples
     summarise_quality          samples.summarise_quality
@@ -25,6 +26,8 @@ A script reads its inputs through `score_geometry.io`, makes one call here and w
     compare_estimators         baselines.compare_estimators
     summarise_benchmarks       report.summarise_benchmarks
     compare_runs               report.compare_runs (workflow/compare.smk)
+    summarise_trajectory       report.summarise_trajectory (workflow/trajectory.smk)
+    share_with_budget          (I/O only: `io.copy_file`)
     plot_* (every figure)      figures.draw_figure
     score-geometry analyse     geometry.analyse_images (the command line, no Snakemake)
 
@@ -50,10 +53,11 @@ _EXPORTS = {
     "evaluate_samples": "samples", "summarise_quality": "samples", "denoised_at_times": "samples",
     # training
     "train_model": "training", "train_classifier": "training", "train_toy": "training", "train_vae": "training",
+    "finish_training": "training", "train_segment": "training",
     # baselines, toy, report, figures
     "estimate_dims": "baselines", "compare_estimators": "baselines", "vae_local_dims": "baselines",
     "analyse_toy": "toy",
-    "summarise_benchmarks": "report", "compare_runs": "report",
+    "summarise_benchmarks": "report", "compare_runs": "report", "summarise_trajectory": "report",
     "draw_figure": "figures",
 }
 __all__ = sorted(_EXPORTS)

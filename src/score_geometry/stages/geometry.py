@@ -68,7 +68,8 @@ def summarise_results(diagnostics: pd.DataFrame, overlaps: pd.DataFrame) -> Repo
 def evaluate_claims(*, diagnostics: pd.DataFrame, overlaps: pd.DataFrame, spectra: pd.DataFrame,
                     features: Mapping[str, np.ndarray], calibration: pd.DataFrame, x0_hat: np.ndarray,
                     toy: pd.DataFrame, vae_dims: pd.DataFrame, vae_metrics: list[dict], run: str, kappa: float,
-                    parameterisation: str) -> ReportTable:
+                    parameterisation: str, local_dims: pd.DataFrame | None = None,
+                    kappa_sweep: Sequence[float] = ()) -> ReportTable:
     """Rule evaluate_claims: the paper's claims as computed verdicts (`claims.claims_table`).
 
     Args:
@@ -76,13 +77,15 @@ def evaluate_claims(*, diagnostics: pd.DataFrame, overlaps: pd.DataFrame, spectr
         x0_hat: (N, ...) the final samples; their pixels above 0 are the digit's stroke.
         vae_metrics: the clean VAE's per-epoch records.
         parameterisation: what the model predicts (eps, x0, oracle), for the claims' origin.
+        local_dims: stats/local_dims.parquet, for the claims' other r_t definitions (own floor, κ sweep);
+        kappa_sweep: the κs they are judged at besides `kappa`.
     """
     tables = RunTables(
         diagnostics=diagnostics, overlaps=overlaps, spectra=spectra, parameterisation=parameterisation, kappa=kappa,
         calibration=calibration, features=features["features"], feature_images=features["images"],
         feature_t=features["t"], stroke=x0_hat.reshape(len(x0_hat), -1) > 0, toy=toy, vae_dims=vae_dims,
-        vae_metrics=vae_metrics)
-    table = claims_table(tables)
+        vae_metrics=vae_metrics, local_dims=local_dims)
+    table = claims_table(tables, kappa_sweep=kappa_sweep)
     return report_table(table, title=f"Claims of the paper: computed verdicts ({run})",
                         markdown=claims_markdown(table, run=run))
 

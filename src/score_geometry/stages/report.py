@@ -38,3 +38,27 @@ def compare_runs(runs: Mapping[str, Mapping[str, Any]]) -> tuple[pd.DataFrame, s
                         for name, r in per_run.items()])
     wide = claims.pivot(index="id", columns="run", values="verdict").reset_index()
     return table, markdown_table(table, floatfmt=".3g"), wide, plot_comparison(table)
+
+
+def summarise_trajectory(per_budget: Mapping[int, Mapping[str, Any]], *, name: str
+                         ) -> tuple[pd.DataFrame, pd.DataFrame, str, Any]:
+    """Rule summarise_trajectory (workflow/trajectory.smk): every claim along the training run's budgets.
+
+    Args:
+        per_budget: budget -> claims (stats/claims.csv), quality (samples/quality.json as a dict), calibration
+            (stats/calibration_summary.csv), diagnostics (stats/diagnostics.parquet) of that budget's run.
+
+    Returns:
+        The long table (`compare.trajectory_table`), each claim's trend (`compare.trajectory_trends`), both as
+        Markdown, and the figure (`plots.trajectory.plot_trajectory`).
+    """
+    from ..compare import trajectory_table, trajectory_trends
+    from ..plots.trajectory import plot_trajectory
+
+    table = trajectory_table(per_budget)
+    trends = trajectory_trends(table)
+    wide = table.pivot_table(index="id", columns="steps", values="value", sort=False).reset_index()
+    text = (f"# Trajectory `{name}`: every claim along one training run\n\n## Trends\n\n"
+            + markdown_table(trends, floatfmt=".3g") + "\n## Values per budget (optimiser steps)\n\n"
+            + markdown_table(wide, floatfmt=".3g"))
+    return table, trends, text, plot_trajectory(table)

@@ -53,15 +53,17 @@ def evaluate_samples(classifier: Mapping[str, Any], sequences: Mapping[str, np.n
         seed: of the real-data baseline's subset (`quality.evaluate_samples`); sde: the ``sde:`` section.
 
     Returns:
-        The quality summary (samples/quality.json), the per-image predictions and the labels along the sequences.
+        The quality summary (samples/quality.json, with `quality.memorisation`'s distances to the training
+        images), the per-image predictions and the labels along the sequences.
     """
     from ..datasets import to_model_range
-    from ..quality import evaluate_samples as quality_of, labels_along_sequences, load_classifier
+    from ..quality import evaluate_samples as quality_of, labels_along_sequences, load_classifier, memorisation
 
     net = load_classifier(classifier)
     samples = torch.as_tensor(as_images(sequences["x0_hat"], dataset.image_shape))
     quality, per_image = quality_of(net, samples, to_model_range(dataset.heldout_images),
                                     torch.as_tensor(dataset.heldout_labels), seed=seed)
+    quality |= memorisation(samples, to_model_range(dataset.train_images), to_model_range(dataset.heldout_images))
     x0_hat_t = denoised_at_times(model, as_images(sequences["x_t"], dataset.image_shape), sequences["t"], VPSDE(**sde))
     labels_t = labels_along_sequences(net, x0_hat_t, sequences["t"], per_image["label"].to_numpy())
     return quality, per_image, labels_t

@@ -21,11 +21,20 @@ def train_model(dataset: "Dataset", cfg: Mapping[str, Any], *, workdir: str | Pa
                 threads: int) -> Trained:
     """Rule train_model: train (or resume) the score network on the training split, build the closed-form
     oracle, or reference an external model (`train.fit_score_model`); `workdir` keeps the resumable state and
-    metrics.jsonl.
+    metrics.jsonl while it runs; once trained, the resume state is removed (`finish_training`), so a rerun of the
+    rule trains anew and a lowered ``train.steps`` is never served by a longer-trained state.
 
     Args:
         cfg: ``seed``, ``data``, ``sde``, ``model``, ``train`` sections.
     """
+    checkpoint, options, metrics = _train_model(dataset, cfg, workdir=workdir, device=device, threads=threads)
+    finish_training(workdir)
+    return checkpoint, options, metrics
+
+
+def _train_model(dataset: "Dataset", cfg: Mapping[str, Any], *, workdir: str | Path, device: torch.device | str,
+                 threads: int) -> Trained:
+    """`train_model` without removing the finished resume state."""
     from ..datasets import to_model_range
     from ..train import fit_score_model
 
@@ -34,6 +43,48 @@ def train_model(dataset: "Dataset", cfg: Mapping[str, Any], *, workdir: str | Pa
                                           checkpoint_path=work / "train_state.pt", metrics_path=work / "metrics.jsonl",
                                           device=device, threads=threads)
     return checkpoint, options, work / "metrics.jsonl"
+
+
+def train_segment(dataset: "Dataset", cfg: Mapping[str, Any], *, previous: tuple[Path, Path] | None,
+                  workdir: str | Path, device: torch.device | str, threads: int) -> tuple[Trained, dict[str, Any]]:
+    """Rule train_segment (workflow/trajectory.smk): one budget of one training run, continued from the
+    previous budget's full training state (model, EMA, optimiser, RNGs) to ``cfg["train"]["steps"]``; the
+    engine's exact resume makes the chain of segments bit-identical to one uninterrupted run of the largest
+    budget, so every budget's model is a checkpoint of the same run, never a retrained or over-trained one.
+
+    Args:
+        previous: (train_state.pt, metrics.jsonl) of the previous budget, or None for the first.
+        workdir: this segment's work folder (its rolling state while it runs: a killed segment resumes).
+
+    Returns:
+        `train_model`'s (checkpoint, options, metrics.jsonl) at this budget, and the full training state (the
+        rolling checkpoint's contents) to continue the next budget from.
+    """
+    from .. import io
+
+    work = Path(workdir)
+    state = work / "train_state.pt"
+    if previous is not None:
+        prev_state, prev_metrics = map(Path, previous)
+        behind = not state.exists() or (int(io.load_checkpoint(state)["state"]["step"])
+                                        < int(io.load_checkpoint(prev_state)["state"]["step"]))
+        if behind:  # start from the previous budget (a killed run of this segment is further on: keep it)
+            io.copy_file(prev_state, state)
+            io.copy_file(prev_metrics, work / "metrics.jsonl")
+    trained = _train_model(dataset, cfg, workdir=work, device=device, threads=threads)
+    final = io.load_checkpoint(state)
+    finish_training(work)
+    return trained, final
+
+
+def finish_training(workdir: str | Path) -> None:
+    """Once a training stage has its final models in memory: remove the rolling resume states under `workdir`
+    (one per trained model), so a rerun of the job (``--forcerun``, a changed budget or input) trains anew,
+    never re-emitting or resuming past a finished state. A job killed while training keeps its state; one
+    killed in the moment between this and its outputs being written trains again (the same model: training
+    is deterministic), never ships a wrong one."""
+    for state in sorted(Path(workdir).rglob("train_state.pt")):
+        state.unlink()
 
 
 def train_classifier(dataset: "Dataset", classifier: Mapping[str, Any], *, seed: int
@@ -66,6 +117,7 @@ def train_toy(toy: Mapping[str, Any], sde: Mapping[str, Any], *, workdir: str | 
     work = Path(workdir)
     checkpoint, options = fit_toy_model(dict(toy), dict(sde), checkpoint_path=work / "train_state.pt",
                                         metrics_path=work / "metrics.jsonl", device=device, threads=threads)
+    finish_training(work)
     return checkpoint, options, work / "metrics.jsonl"
 
 
@@ -91,5 +143,6 @@ def train_vae(dataset: "Dataset", vae: Mapping[str, Any], *, data: Mapping[str, 
                                       metrics_path=work / "metrics.jsonl", device=device, threads=threads,
                                       heldout=heldout)
         trained.append((checkpoint, options, work / "metrics.jsonl"))
+    finish_training(workdir)  # only once every condition is trained: a killed job resumes the unfinished one
     return trained
 

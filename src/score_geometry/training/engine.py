@@ -163,18 +163,31 @@ class Run:
     config_hash: str
 
 
-def resume(state: TrainState, run: Run, *, device: torch.device | str = "cpu") -> None:
-    """Load `state` from the run's rolling checkpoint if it was made with the same config hash; one of another
-    config is ignored with a warning, a corrupt one set aside (`io.load_resume_state`), and training starts
-    fresh. Metrics records beyond the resumed step are dropped, so a resumed log matches an uninterrupted one."""
+def resume(state: TrainState, run: Run, *, device: torch.device | str = "cpu", total: int | None = None,
+           unit: str = "step") -> None:
+    """Load `state` from the run's rolling checkpoint if it was made with the same config hash and has not gone
+    past `total` units; one of another config, or one trained past `total` (a budget lowered after a longer
+    run: resuming it would ship the longer-trained model as the shorter one), is ignored with a warning, a
+    corrupt one set aside (`io.load_resume_state`), and training starts fresh. Metrics records beyond the
+    resumed step are dropped, so a resumed log matches an uninterrupted one."""
     ckpt = io.load_resume_state(run.checkpoint_path, map_location=device)
     if ckpt is not None:
-        if ckpt.get("config_hash") == run.config_hash:
+        done = int(ckpt["state"].get(unit, 0)) if isinstance(ckpt.get("state"), Mapping) else 0
+        if ckpt.get("config_hash") != run.config_hash:
+            log.warning("ignoring %s: it was made with a different config", run.checkpoint_path)
+        elif total is not None and done > total:
+            log.warning("ignoring %s: it is at %s %d, past the requested %d; training %d %ss from the start",
+                        run.checkpoint_path, unit, done, total, total, unit)
+        else:
             state.load_state_dict(ckpt["state"])
             log.info("resumed from %s at step %d", run.checkpoint_path, state.step)
-        else:
-            log.warning("ignoring %s: it was made with a different config", run.checkpoint_path)
     io.truncate_jsonl(run.metrics_path, max_step=state.step)
+
+
+def discard(run: Run) -> None:
+    """Remove the run's rolling checkpoint once its final outputs are written, so a later rerun of the job
+    (``--forcerun``, a changed input) trains anew instead of re-emitting the finished state."""
+    run.checkpoint_path.unlink(missing_ok=True)
 
 
 def save(state: TrainState, run: Run) -> None:
@@ -211,7 +224,7 @@ def fit(state: TrainState, step: Step, *, total: int, unit: str = "step", run: R
     if unit not in UNITS:
         raise ValueError(f"unit must be one of {UNITS}, got {unit!r}")
     if run is not None:
-        resume(state, run, device=device)
+        resume(state, run, device=device, total=total, unit=unit)
     bar = tqdm(total=total, initial=getattr(state, unit), desc=desc, unit=unit, disable=not progress, mininterval=5)
     t0, step0 = time.perf_counter(), state.step
     while getattr(state, unit) < total:
