@@ -110,10 +110,10 @@ rule share_with_budget:
         f"{TRAJ}/{{file}}",
     output:
         f"{BUDGET_DIR}/{{file}}",
-    wildcard_constraints:
-        file=SHARED_FILES,
     log:
         f"logs/share_with_budget/{PLAN.name}_step{{steps}}/{{file}}.log",
+    wildcard_constraints:
+        file=SHARED_FILES,
     localrule: True
     conda:
         ENV
