@@ -33,6 +33,8 @@ def _sphere_axes(ax, radius: float, view: tuple[float, float]) -> None:
 
 def _band(ax, d: "pd.DataFrame", column: str, colour: str, label: str, marker: str) -> None:
     q = d.groupby("t")[column].quantile([0.25, 0.5, 0.75]).unstack()
+    if q.empty or not {0.25, 0.5, 0.75} <= set(q.columns):  # no defined share (a conservative field): nothing to draw
+        return
     ax.fill_between(q.index, q[0.25], q[0.75], color=colour, alpha=0.2, lw=0)
     ax.plot(q.index, q[0.5], marker=marker, color=colour, lw=1.5, ms=5, label=label)
 
