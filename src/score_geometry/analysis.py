@@ -78,13 +78,12 @@ FLOORS = {"paper": "", "own": "_own_floor"}
 AT_R_FIELDS = (*(f"Phi_{p}_at_r" for p in PAIRS), *RANK_SKEW_FIELDS)
 
 
-def r_definitions(spec: Spectrum, kappas: Sequence[float]) -> list[dict[str, float]]:
+def r_definitions(spec: Spectrum, kappas: Sequence[float], phis: dict[str, np.ndarray]) -> list[dict[str, float]]:
     """Per kappa: r_t against each floor (``local_dim``, ``local_dim_own_floor``) and what the claims read at that
-    r_t (`AT_R_FIELDS`, suffixed per `FLOORS`). The skew measures come from ``spec.rank_skew``, so `spec` must have
-    been analysed with ``ranks`` = every r_t here (`analyse_jacobians` does)."""
-    phis = overlaps(spec)
+    r_t (`AT_R_FIELDS`, suffixed per `FLOORS`). `phis`: the spectrum's `spectra.overlaps`. The skew measures come
+    from ``spec.rank_skew``, so `spec` must have been analysed with ``sweep=kappas`` (`analyse_jacobians` does)."""
     rows = []
-    for j, kappa in enumerate(kappas):
+    for kappa in kappas:
         row = {}
         for (floor, suffix), r in zip(FLOORS.items(), sweep_ranks(spec.singular_values, spec.sigma, [kappa])[:, 0]):
             r = int(r)
@@ -109,7 +108,7 @@ def analyse_spectrum_tables(spec: Spectrum, *, run: str, image: int, label: int,
                             "cos_uv": spec.cos_uv, "eigval": spec.eigvals})
     kappas = np.asarray(list(kappa_sweep), dtype=np.float64)
     phis = overlaps(spec)
-    local_dims = pd.DataFrame([{**keys, "kappa": k, **at_r} for k, at_r in zip(kappas, r_definitions(spec, kappas))])
+    local_dims = pd.DataFrame([{**keys, "kappa": k, **at_r} for k, at_r in zip(kappas, r_definitions(spec, kappas, phis))])
     ov = pd.DataFrame({**{k: np.repeat(v, 3 * D) for k, v in keys.items()},
                        "pair": np.repeat(np.array(PAIRS), D), "n": np.tile(rank, 3),
                        "Phi": np.concatenate([phis[p] for p in PAIRS])})
