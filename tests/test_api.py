@@ -17,7 +17,7 @@ import warnings
 import pytest
 
 import score_geometry
-from conftest import ROOT
+from conftest import E2E_TIMEOUT, ROOT
 
 README = (ROOT / "README.md").read_text()
 CHANGELOG = ROOT / "CHANGELOG.md"
@@ -323,7 +323,7 @@ def test_the_models_shim_keeps_models_free_of_training_code():
     code = ("import sys, warnings; import score_geometry.models as m; assert 'score_geometry.train' not in "
             "sys.modules; warnings.simplefilter('ignore'); m.fit_score_model; "
             "assert 'score_geometry.train' in sys.modules")
-    subprocess.run([sys.executable, "-c", code], check=True, timeout=300)
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=E2E_TIMEOUT)
 
 
 # --- the version and the changelog ------------------------------------------------------------------------------
