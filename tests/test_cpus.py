@@ -92,3 +92,12 @@ def test_cores_warning_once_per_process(monkeypatch):
     assert cpus.cores_warning(2) is None and cpus.cores_warning(None) is None
     msg = cpus.cores_warning(8)
     assert msg.startswith("--cores 8 exceeds the 2 CPUs") and cpus.cores_warning(8) is None
+
+
+def test_openmp_waits_are_passive_unless_the_user_chose():
+    from score_geometry.cpus import passive_openmp_waits
+
+    environ: dict[str, str] = {}
+    assert passive_openmp_waits(environ) == "PASSIVE" and environ == {"OMP_WAIT_POLICY": "PASSIVE"}
+    mine = {"OMP_WAIT_POLICY": "ACTIVE"}
+    assert passive_openmp_waits(mine) == "ACTIVE" and mine == {"OMP_WAIT_POLICY": "ACTIVE"}

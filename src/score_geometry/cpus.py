@@ -11,7 +11,23 @@ import math
 import os
 from pathlib import Path
 
-__all__ = ["usable_cpus", "affinity_cpus", "cgroup_cpu_limit", "cores_warning"]
+__all__ = ["usable_cpus", "affinity_cpus", "cgroup_cpu_limit", "cores_warning", "passive_openmp_waits"]
+
+
+def passive_openmp_waits(environ: dict[str, str] | None = None) -> str:
+    """Make OpenMP threads sleep, not spin, while they wait: ``OMP_WAIT_POLICY=PASSIVE`` unless it is set
+    already. Returns the policy in force.
+
+    Snakemake runs several torch jobs at once, each with ``threads:`` intra-op threads, so the machine is often
+    oversubscribed (``--cores 8`` on a 2-core laptop). libgomp's default makes an idle thread spin for a while
+    before it sleeps, and there those spins take the cores from the threads with work: three 2-thread Jacobian
+    jobs on 2 cores took 5-6x the CPU time and wall time with spinning as with sleeping waits, while one job
+    alone on idle cores is as fast either way (docs/benchmarks.md). libgomp reads the variable once, when torch
+    loads it, so the Snakefile sets it in its own environment before any job starts, and every job (local or
+    submitted, whose Snakemake re-reads the Snakefile) inherits it.
+    """
+    environ = os.environ if environ is None else environ
+    return environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def affinity_cpus() -> int:

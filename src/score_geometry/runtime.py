@@ -75,6 +75,7 @@ def setup_torch(threads: int) -> int:
     """A CPU job's torch setup: `threads` intra-op threads (Snakemake's ``threads:``, capped by `set_threads`)
     and `tune_allocator`; returns the threads set."""
     n = set_threads(threads)
+    log.info("threads %d (OMP_WAIT_POLICY=%s)", n, os.environ.get("OMP_WAIT_POLICY", "unset"))
     tune_allocator()
     return n
 

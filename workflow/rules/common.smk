@@ -5,7 +5,7 @@ from pathlib import Path
 
 # None of these imports torch (tested): the DAG is built in milliseconds, also on a cluster's login node.
 from score_geometry.config import ConfigError, check_config, toy_training_section, validate_config
-from score_geometry.cpus import cores_warning, usable_cpus
+from score_geometry.cpus import cores_warning, passive_openmp_waits, usable_cpus
 from score_geometry.datasets import configured_image_shape, data_identity, data_section
 from score_geometry.io import read_yaml, unwritable
 from score_geometry.plots.registry import figure_code
@@ -16,6 +16,9 @@ try:
     check_config(config)
 except ConfigError as e:
     raise WorkflowError(str(e)) from None
+
+# Before any job starts: the jobs inherit it (several torch jobs share the cores; see the function).
+passive_openmp_waits()
 
 RUN = config["run"]
 OUT = f"results/{RUN}"
