@@ -147,3 +147,18 @@ def test_floor_convergence_overrides_and_plot(tmp_path):
     pd.DataFrame(rows).to_csv(tmp_path / "t.csv", index=False)
     fc.plot(tmp_path / "t.csv", tmp_path / "f.png")
     assert (tmp_path / "f.png").stat().st_size > 10_000
+
+
+def test_openmp_wait_benchmark_times_both_policies_concurrently_and_alone(tmp_path):
+    out = tmp_path / "openmp_wait.csv"
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "openmp_wait.py"), "--jobs", "2", "--threads",
+                           "1", "--images", "1", "--repeats", "1", "--out", str(out)],
+                          capture_output=True, text=True, timeout=E2E_TIMEOUT)
+    assert proc.returncode == 0, proc.stderr
+    assert "default/PASSIVE" in proc.stdout
+    import pandas as pd
+
+    table = pd.read_csv(out)
+    assert sorted(table.groupby(["concurrent_jobs", "policy"]).size().items()) == [
+        ((1, "PASSIVE"), 1), ((1, "default"), 1), ((2, "PASSIVE"), 2), ((2, "default"), 2)]
+    assert (table[["wall_s", "cpu_s"]] > 0).all().all()
