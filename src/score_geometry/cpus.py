@@ -21,8 +21,8 @@ def passive_openmp_waits(environ: dict[str, str] | None = None) -> str:
     Snakemake runs several torch jobs at once, each with ``threads:`` intra-op threads, so the machine is often
     oversubscribed (``--cores 8`` on a 2-core laptop). libgomp's default makes an idle thread spin for a while
     before it sleeps, and there those spins take the cores from the threads with work: three 2-thread Jacobian
-    jobs on 2 cores took 5-6x the CPU time and wall time with spinning as with sleeping waits, while one job
-    alone on idle cores is as fast either way (docs/benchmarks.md). libgomp reads the variable once, when torch
+    jobs on 2 cores took 5.4x the wall time and 6x the CPU time with spinning as with sleeping waits, while one
+    job alone on idle cores is within 5% either way (docs/benchmarks.md, `benchmarks/openmp_wait.py`). libgomp reads the variable once, when torch
     loads it, so the Snakefile sets it in its own environment before any job starts, and every job (local or
     submitted, whose Snakemake re-reads the Snakefile) inherits it.
     """
