@@ -100,3 +100,25 @@ def test_tune_allocator_accepts_its_settings_repeatedly_and_rejects_non_int_valu
     for bad in ({"mmap_threshold": -1}, {"trim_threshold": 4 << 30}):
         with pytest.raises(ValueError, match=next(iter(bad))):
             tune_allocator(**bad)
+
+
+#: The rules whose jobs never run a network: tables, figures, aggregation. Each one's script imports the runtime
+#: helpers, `io` and its stage; none of that may import torch (~2 CPU s per job, a third of such a job's cost,
+#: paid 20 times in a tiny run).
+TORCH_FREE_SCRIPTS = ("aggregate_spectra", "analyse_spectra", "calibrate_noise_floor", "compare_runs",
+                      "evaluate_claims", "plot_figure", "prepare_data", "share_with_budget", "summarise_benchmarks",
+                      "summarise_quality", "summarise_results", "summarise_trajectory")
+
+
+@pytest.mark.parametrize("script", TORCH_FREE_SCRIPTS)
+def test_table_and_figure_jobs_do_not_import_torch(script):
+    from conftest import ROOT
+
+    source = (ROOT / "workflow" / "scripts" / f"{script}.py").read_text()
+    imports = [line for line in source.splitlines() if line.startswith(("from score_geometry", "import score"))]
+    assert imports, script
+    # the lazily exported stage functions load their module on first access: touch every imported name
+    names = [n.strip() for line in imports for n in line.split(" import ", 1)[1].split(",")]
+    code = "\n".join([*imports, *(f"{n}" for n in names), "import sys", "print('torch' in sys.modules)"])
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False", f"{script}.py imports torch"

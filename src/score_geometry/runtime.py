@@ -1,5 +1,9 @@
 """Process-level setup shared by the workflow scripts: logging to the rule's log file, threads, allocator,
-device."""
+device.
+
+Every script imports this module first, including those of rules that never touch a tensor (plots, tables,
+aggregation), so it imports torch only inside the functions that use it: importing torch costs ~2 CPU s per
+job, a third of a table or figure job's whole cost (tests/test_runtime.py keeps it that way)."""
 
 from __future__ import annotations
 
@@ -8,10 +12,12 @@ import logging
 import os
 import sys
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from .cpus import usable_cpus
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +34,8 @@ def setup_logging(log_path: str | Path | None) -> None:
 def set_threads(n: int) -> int:
     """Use `n` CPU threads in torch (Snakemake's `threads:` for the job), at most the CPUs this process may
     use (a cluster profile's set-threads can exceed a node's cgroup quota); returns the number set."""
+    import torch
+
     n = max(1, min(int(n), usable_cpus()))
     torch.set_num_threads(n)
     return n
@@ -86,6 +94,8 @@ def resolve_device(name: str) -> torch.device:
     A scheduler may advertise a GPU that cannot be used (e.g. a fake GRES device in a test cluster);
     `auto` then falls back to the CPU instead of failing.
     """
+    import torch
+
     if name == "cpu":
         return torch.device("cpu")
     if name not in ("auto", "cuda"):

@@ -8,15 +8,15 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-import torch
 
 from ..analysis import (FEATURE_NAMES, analyse_jacobians, calibration_from_jacobians, calibration_summary,
                         summary_table)
 from ..claims import RunTables, claims_markdown, claims_table
 from ..report import ReportTable, report_table
-from .jacobians import jacobians_at_times, noisy_heldout
 
 if TYPE_CHECKING:
+    import torch
+
     from ..score_models import ScoreModel
 
 #: The per-shard tables of rule analyse_spectra, by name (their files are <name>.parquet).
@@ -92,8 +92,8 @@ def evaluate_claims(*, diagnostics: pd.DataFrame, overlaps: pd.DataFrame, spectr
 
 def analyse_images(model: "ScoreModel", images: np.ndarray, t: Sequence[float], *, seed: int = 0,
                    labels: Sequence[int] | None = None, kappa: float = 0.1,
-                   kappa_sweep: Sequence[float] = (0.0, 0.05, 0.1, 0.2, 0.5, 1.0), device: torch.device | str = "cpu",
-                   chunk_size: int | None = None, method: str = "auto", run: str = "cli",
+                   kappa_sweep: Sequence[float] = (0.0, 0.05, 0.1, 0.2, 0.5, 1.0),
+                   device: "torch.device | str" = "cpu", chunk_size: int | None = None, method: str = "auto", run: str = "cli",
                    progress: bool = True) -> dict[str, Any]:
     """The pipeline's analysis of a handful of images, without Snakemake (`score-geometry analyse`): each image
     forward-noised at each t, the exact score Jacobians of `model`, their spectra, and the tables.
@@ -107,6 +107,10 @@ def analyse_images(model: "ScoreModel", images: np.ndarray, t: Sequence[float], 
         calibration ratio), summary (one row per t, `analysis.summary_table`), calibration (per t: median
         ratio, its quartiles and whether it lies in `analysis.CALIBRATION_BAND`).
     """
+    import torch
+
+    from .jacobians import jacobians_at_times, noisy_heldout
+
     images = np.asarray(images, dtype=np.float32)
     if tuple(images.shape[1:]) != tuple(model.image_shape):
         raise ValueError(f"images have shape {tuple(images.shape[1:])}, the model takes {tuple(model.image_shape)}")

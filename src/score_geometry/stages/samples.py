@@ -8,15 +8,15 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-import torch
 
 from ..arrays import as_images
-from ..models import score_fn_from_checkpoint
 from ..report import ReportTable, quality_table, report_table
-from ..sde import VPSDE
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # torch is imported by the stages that use it: prepare_data and summarise_quality need none
+    import torch
+
     from ..datasets import Dataset
+    from ..sde import VPSDE
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +56,11 @@ def evaluate_samples(classifier: Mapping[str, Any], sequences: Mapping[str, np.n
         The quality summary (samples/quality.json, with `quality.memorisation`'s distances to the training
         images), the per-image predictions and the labels along the sequences.
     """
+    import torch
+
     from ..datasets import to_model_range
     from ..quality import evaluate_samples as quality_of, labels_along_sequences, load_classifier, memorisation
+    from ..sde import VPSDE
 
     net = load_classifier(classifier)
     samples = torch.as_tensor(as_images(sequences["x0_hat"], dataset.image_shape))
@@ -74,8 +77,7 @@ def summarise_quality(quality: Mapping[str, Any]) -> ReportTable:
     return report_table(quality_table(quality), title="Sample quality: is the model worth analysing?")
 
 
-@torch.no_grad()
-def denoised_at_times(checkpoint: Mapping[str, Any], x_t: np.ndarray, t: Sequence[float], sde: VPSDE, *,
+def denoised_at_times(checkpoint: Mapping[str, Any], x_t: np.ndarray, t: Sequence[float], sde: "VPSDE", *,
                       batch_size: int = 256) -> np.ndarray:
     """The model's posterior mean (Tweedie) x0_hat = (x_t + sigma_t^2 g(x_t, t)) / alpha_t at each recorded t:
     what the model takes each noisy sample to be an image of.
@@ -85,13 +87,18 @@ def denoised_at_times(checkpoint: Mapping[str, Any], x_t: np.ndarray, t: Sequenc
     Returns:
         (n, T, C, H, W) float32.
     """
+    import torch
+
+    from ..models import score_fn_from_checkpoint
+
     score = score_fn_from_checkpoint(checkpoint)
     x = torch.as_tensor(x_t, dtype=torch.float32)
     out = torch.empty_like(x)
-    for j, tj in enumerate(t):
-        alpha, sigma = sde.scales(tj)
-        for i in range(0, len(x), batch_size):
-            xb = x[i:i + batch_size, j]
-            g = score(xb, torch.full((len(xb),), float(tj)))
-            out[i:i + batch_size, j] = (xb + sigma**2 * g) / alpha
+    with torch.no_grad():
+        for j, tj in enumerate(t):
+            alpha, sigma = sde.scales(tj)
+            for i in range(0, len(x), batch_size):
+                xb = x[i:i + batch_size, j]
+                g = score(xb, torch.full((len(xb),), float(tj)))
+                out[i:i + batch_size, j] = (xb + sigma**2 * g) / alpha
     return out.numpy()
