@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from conftest import LONG_E2E_TIMEOUT, run_snakemake
 from test_workflow import assert_oracle_geometry
-from score_geometry.compare import comparison_table, deep_merge, run_config
+from score_geometry.compare import SHARED_KEYS, SHARED_RULES, comparison_table, deep_merge, run_config, share_sources
+from score_geometry.config import ConfigError
 
 
 def test_deep_merge_like_snakemake_configfiles():
@@ -28,6 +31,30 @@ def test_run_config_orders_keys_as_snakemake_does():
     out = run_config(base, [preset], run="tiny")
     assert out == {"run": "tiny", "model": {"a": 1, "b": 2, "c": 30}, "train": {"x": 1}, "sample": {"n": 6}}
     assert list(out) == ["model", "sample", "run", "train"] and list(out["model"]) == ["c", "a", "b"]
+
+
+def test_share_from_names_a_run_that_builds_its_own_with_the_same_shared_keys():
+    base = {"seed": 0, "data": {"name": "mnist"}, "model": {"parameterisation": "eps"}, "toy": {"n": 1}}
+    configs = {"a": base, "b": {**base, "model": {"parameterisation": "x0"}}, "c": {**base, "toy": {"n": 2}}}
+    runs = {"a": {}, "b": {"share_from": "a"}, "c": {}}
+    assert share_sources(runs, configs) == {"b": "a"}  # the model differs: it is not a shared key
+    for bad, match in (({"b": {"share_from": "z"}}, "runs.b.share_from: the name of another run"),
+                       ({"b": {"share_from": "b"}}, "runs.b.share_from: the name of another run"),
+                       ({"a": {"share_from": "b"}}, "share from a run that builds"),
+                       ({"c": {"share_from": "a"}}, "runs.c.share_from: runs 'c' and 'a' differ in 'toy'")):
+        with pytest.raises(ConfigError, match=match):
+            share_sources({**runs, **bad}, configs)
+    assert {"classifier", "toy", "vae", "data", "seed"} <= set(SHARED_KEYS) and "model" not in SHARED_KEYS
+
+
+def test_compare_workflow_excludes_exactly_the_shared_rules():
+    """compare.smk spells the rules a sharing run leaves out (Snakemake's `exclude` takes names, not a
+    variable): each list must be SHARED_RULES, whose outputs are SHARED_FILES."""
+    from conftest import ROOT
+
+    text = (ROOT / "workflow" / "compare.smk").read_text()
+    lists = re.findall(r"use rule \* from \w+ exclude (.+) as \w+_\*", text)
+    assert len(lists) == 3 and all([r.strip() for r in found.split(",")] == list(SHARED_RULES) for found in lists)
 
 
 def _run(r_t, ratio):
@@ -62,6 +89,13 @@ def test_compare_workflow_on_the_tiny_preset(tiny_run):
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-6000:]
     assert "rule eps_" not in proc.stdout + proc.stderr  # same config, key order included, as the single run
     assert "rule oracle_train_model" in proc.stdout + proc.stderr  # the same rule builds the oracle checkpoint
+    # share_from: eps (presets/compare_tiny.yaml): the other runs copy the tiny run's data, classifier, toy, VAE
+    ran = set(re.findall(r"^(?:local)?rule (\w+):", proc.stdout + proc.stderr, re.M))
+    assert "share_from_run" in ran and not ran & {f"{run}_{r}" for run in ("x0", "oracle") for r in SHARED_RULES}
+    for run in ("tiny_x0", "oracle"):
+        for name in ("data/dataset.h5", "classifier/classifier.pt", "toy/summary.csv", "vae/clean/vae.pt"):
+            shared = workflow_dir / "results" / run / name
+            assert shared.read_bytes() == (workflow_dir / "results" / "tiny" / name).read_bytes(), (run, name)
     assert_oracle_geometry(workflow_dir / "results" / "oracle")
     out = workflow_dir / "results" / "comparison_tiny"
     table = pd.read_csv(out / "comparison.csv")

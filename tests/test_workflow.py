@@ -337,7 +337,7 @@ def test_every_script_is_read_one_stage_call_write():
         assert imported.get("score_geometry", {"io"}) == {"io"}, path.name
         assert imported["score_geometry.runtime"] <= {"setup_logging", "setup_torch", "resolve_device"}, path.name
         calls = imported.get("score_geometry.stages", set())
-        io_only = {"aggregate_spectra", "share_with_budget"}  # concatenation, a copy: io alone
+        io_only = {"aggregate_spectra", "share_with_budget", "share_from_run"}  # concatenation, copies: io alone
         assert len(calls) == (0 if path.stem in io_only else 1), (path.name, calls)
         assert all(hasattr(stages, c) for c in calls), calls
         if path.stem != "plot_figure":

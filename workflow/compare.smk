@@ -2,7 +2,10 @@
 # its own config (presets/compare.yaml says how each is built), plus the cross-run comparison.
 #   snakemake -s workflow/compare.smk --cores all                      (make compare)
 #   snakemake -s workflow/compare.smk --cores 2 --configfile presets/compare_tiny.yaml
-from score_geometry.compare import run_config
+import re
+
+from score_geometry.compare import SHARED_FILES, run_config, share_sources
+from score_geometry.config import ConfigError
 from score_geometry.io import read_yaml
 
 
@@ -15,6 +18,14 @@ RUNS = {
     for name, r in config["runs"].items()
 }
 COMPARISON = f"results/{config['comparison']}"
+# run -> the run whose data, classifier, toy and VAE it takes (its share_from); the rules it excludes below are
+# score_geometry.compare.SHARED_RULES (tests/test_compare.py checks the lists agree)
+try:
+    SHARES = share_sources(config["runs"], RUNS)
+except ConfigError as e:
+    raise WorkflowError(str(e)) from None
+# results/<run>/ -> results/<source run>/ for the share_from_run rule
+SHARE_DIRS = {RUNS[name]["run"]: RUNS[src]["run"] for name, src in SHARES.items()}
 
 
 module x0:
@@ -24,7 +35,13 @@ module x0:
         RUNS["x0"]
 
 
-use rule * from x0 as x0_*
+if "x0" in SHARES:  # the rules of SHARED_RULES come from another run (rule share_from_run)
+
+    use rule * from x0 exclude prepare_data, train_classifier, train_toy, analyse_toy, train_vae as x0_*
+
+else:
+
+    use rule * from x0 as x0_*
 
 
 module eps:
@@ -34,7 +51,13 @@ module eps:
         RUNS["eps"]
 
 
-use rule * from eps as eps_*
+if "eps" in SHARES:  # the rules of SHARED_RULES come from another run (rule share_from_run)
+
+    use rule * from eps exclude prepare_data, train_classifier, train_toy, analyse_toy, train_vae as eps_*
+
+else:
+
+    use rule * from eps as eps_*
 
 
 module oracle:
@@ -44,7 +67,31 @@ module oracle:
         RUNS["oracle"]
 
 
-use rule * from oracle as oracle_*
+if "oracle" in SHARES:  # the rules of SHARED_RULES come from another run (rule share_from_run)
+
+    use rule * from oracle exclude prepare_data, train_classifier, train_toy, analyse_toy, train_vae as oracle_*
+
+else:
+
+    use rule * from oracle as oracle_*
+
+
+rule share_from_run:
+    """Copy what does not depend on the score model (data, classifier, toy, VAE) from the run it shares with."""
+    input:
+        lambda w: f"results/{SHARE_DIRS[w.run]}/{w.file}",
+    output:
+        "results/{run}/{file}",
+    log:
+        "logs/share_from_run/{run}/{file}.log",
+    wildcard_constraints:
+        run="|".join(map(re.escape, SHARE_DIRS)) or "(?!)",
+        file=SHARED_FILES,
+    localrule: True
+    conda:
+        "../envs/score-geometry.yaml"
+    script:
+        "scripts/share_from_run.py"
 
 
 def run_files(name):

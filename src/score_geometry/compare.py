@@ -12,14 +12,20 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-__all__ = ["deep_merge", "run_config", "comparison_table", "TrajectoryPlan", "trajectory_plan"]
+__all__ = ["SHARED_RULES", "SHARED_KEYS", "SHARED_FILES", "deep_merge", "run_config", "share_sources",
+           "comparison_table", "TrajectoryPlan", "trajectory_plan"]
 
-#: What a trajectory's budget runs take from its base run instead of recomputing, as a regular expression of
-#: paths under results/<run>/: nothing here depends on the score model's budget (the data, the quality
-#: classifier, the Fig. 1 toy's summary, the Appendix B VAEs; their local dimensions on each budget's samples
-#: are each budget's own).
-SHARED_FILES = (r"data/dataset\.h5|classifier/classifier\.pt|classifier/metrics\.json|toy/summary\.csv"
-                r"|vae/[^/]+/(vae\.pt|training_options\.json|metrics\.jsonl)")
+#: The rules whose outputs do not depend on the score model (the data, the quality classifier, the Fig. 1 toy,
+#: the Appendix B VAEs), and the config keys they read between them: two runs that agree on these keys build
+#: byte-identical outputs, so a trajectory's budgets and a comparison's runs (`share_from`) take them from one
+#: run instead of recomputing them. Local dimensions of each run's own samples under those VAEs stay each run's.
+SHARED_RULES = ("prepare_data", "train_classifier", "train_toy", "analyse_toy", "train_vae")
+SHARED_KEYS = ("seed", "device", "data", "sde", "classifier", "toy", "vae")
+
+#: The outputs of `SHARED_RULES`, as a regular expression of paths under results/<run>/.
+SHARED_FILES = (r"data/dataset\.h5|classifier/classifier\.pt|classifier/metrics\.json"
+                r"|toy/(model\.pt|training_options\.json|metrics\.jsonl|points\.parquet|summary\.csv|field\.h5"
+                r"|controls\.csv)|vae/[^/]+/(vae\.pt|training_options\.json|metrics\.jsonl)")
 
 
 def deep_merge(base: Mapping[str, Any], *overlays: Mapping[str, Any]) -> dict[str, Any]:
@@ -46,6 +52,39 @@ def run_config(base: Mapping[str, Any], overlays: Sequence[Mapping[str, Any]], *
     """
     command_line = deep_merge({}, *overlays, {"run": run})
     return deep_merge(command_line, base, command_line)
+
+
+def share_sources(runs: Mapping[str, Mapping[str, Any]], configs: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
+    """Which runs of a comparison take the model-independent outputs (`SHARED_FILES`) from which other run.
+
+    Args:
+        runs: the comparison's ``runs:`` entries by name; an entry's optional ``share_from`` names another run.
+        configs: each run's full config (`run_config`).
+
+    Returns:
+        {run name: name of the run it takes them from}, only for the runs that set ``share_from``.
+
+    Raises:
+        ConfigError: ``share_from`` names no run, the run itself, or a run that shares from a third (the source
+            must build its own), or the two runs differ in a key of `SHARED_KEYS` (named), so the shared files
+            would not be what this run's config asks for.
+    """
+    from .config import ConfigError
+
+    sources = {name: r["share_from"] for name, r in runs.items() if r.get("share_from") is not None}
+    for name, src in sources.items():
+        key = f"runs.{name}.share_from"
+        if src not in runs or src == name:
+            raise ConfigError(f"{key}: the name of another run of this comparison ({sorted(set(runs) - {name})}), "
+                              f"got {src!r}")
+        if src in sources:
+            raise ConfigError(f"{key}: run {src!r} takes its files from {sources[src]!r}; share from a run that "
+                              "builds its own")
+        for k in SHARED_KEYS:
+            if configs[name].get(k) != configs[src].get(k):
+                raise ConfigError(f"{key}: runs {name!r} and {src!r} differ in {k!r}, so {src!r}'s data, "
+                                  "classifier, toy and VAE are not this run's; drop share_from or make them agree")
+    return sources
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ A script reads its inputs through `score_geometry.io`, makes one call here and w
     compare_runs               report.compare_runs (workflow/compare.smk)
     summarise_trajectory       report.summarise_trajectory (workflow/trajectory.smk)
     share_with_budget          (I/O only: `io.copy_file`)
+    share_from_run             (I/O only: `io.copy_file`; workflow/compare.smk)
     plot_* (every figure)      figures.draw_figure
     score-geometry analyse     geometry.analyse_images (the command line, no Snakemake)
 
