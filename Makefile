@@ -8,6 +8,9 @@ CONSTRAINTS := envs/constraints.txt
 # fresh clone or a branch switch (new modification times, same content) finds it and reinstalls nothing.
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml $(CONSTRAINTS) | cksum | cut -d' ' -f1)
 CORES ?= all
+# pytest-xdist workers for `make test`, each test module on one worker (its module-scoped runs are built once);
+# the session's tiny run is built once for all workers (tests/conftest.py). README quotes the measured time.
+TEST_WORKERS ?= 2
 
 .PHONY: run test venv system-deps figures lint lock compare trajectory
 
@@ -23,7 +26,7 @@ trajectory: $(STAMP)
 	$(BIN)/snakemake -s workflow/trajectory.smk --cores $(CORES)
 
 test: $(STAMP) system-deps lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadscope
 
 venv: $(STAMP)
 

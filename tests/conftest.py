@@ -58,16 +58,46 @@ def workflow_dir(tmp_path: Path) -> Path:
     return copy_workflow(tmp_path)
 
 
-@pytest.fixture(scope="session")
-def tiny_run(tmp_path_factory) -> Path:
-    """The workflow directory after one complete run of the tiny preset, built once per test session and shared
-    by the tests that only read its outputs, add runs of other names beside it or dry-run against it
-    (`snakemake -n`); tests that change its results use `workflow_dir`."""
-    wd = copy_workflow(tmp_path_factory.mktemp("tiny_run"))
+def _build_tiny_run(wd: Path) -> None:
+    copy_workflow(wd)
     # --cores 8 is what README tells users to run, whatever the machine (the jobs' threads are capped).
     proc = run_snakemake(wd, "--cores", "8", "--configfile", "presets/tiny.yaml")
     (wd / "tiny_run.console.txt").write_text(proc.stdout + proc.stderr)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, request) -> Path:
+    """The workflow directory after one complete run of the tiny preset, built once per test session and shared
+    by the tests that only read its outputs, add runs of other names beside it or dry-run against it
+    (`snakemake -n`); tests that change its results use `workflow_dir`.
+
+    Under pytest-xdist (`make test` runs two workers) the run is built once for all workers, by the first that
+    needs it, under a file lock, and each worker gets its own copy (times, Snakemake's metadata and logs
+    included), so the runs a test adds beside it never meet another worker's."""
+    worker = getattr(request.config, "workerinput", {}).get("workerid")
+    if worker is None:
+        wd = tmp_path_factory.mktemp("tiny_run")
+        _build_tiny_run(wd)
+        return wd
+    from filelock import FileLock
+
+    shared = tmp_path_factory.getbasetemp().parent  # the session's directory, above every worker's own
+    built, failed = shared / "tiny_run_built", shared / "tiny_run_failed.txt"
+    with FileLock(str(shared / "tiny_run.lock")):
+        if not built.exists() and not failed.exists():
+            partial = shared / "tiny_run_partial"
+            partial.mkdir()
+            try:
+                _build_tiny_run(partial)
+            except BaseException as e:
+                failed.write_text(f"the shared tiny run failed on worker {worker}:\n{e}")
+                raise
+            partial.rename(built)
+    if failed.exists():
+        pytest.fail(failed.read_text()[-6000:])
+    wd = tmp_path_factory.mktemp("tiny_run")
+    shutil.copytree(built, wd, symlinks=True, dirs_exist_ok=True)
     return wd
 
 

@@ -304,13 +304,19 @@ def test_own_floor_r_t_does_not_follow_the_floor_error(gaussian):
     """Jacobians whose floors scatter like a trained model's (0.9-1.15 sigma^2): the paper's r_t tracks each
     one's floor error, the own-floor r_t is the true rank whatever the error."""
     gains = 1 / np.linspace(0.9, 1.15, 12)
-    d = _tables(gaussian, gain=gains, n=len(gains)).diagnostics
+    tables = _tables(gaussian, gain=gains, n=len(gains))
+    d = tables.diagnostics
+    from score_geometry.analysis import summary_table
     from score_geometry.compare import _floor_error_correlation
 
     paper = _floor_error_correlation(d, "local_dim")
     assert (paper > 0.7).all(), paper  # a step: r_t jumps to D once a floor passes (1 + kappa)
     assert _floor_error_correlation(d, "local_dim_own_floor").isna().all()  # constant: no correlation at all
     assert (d.groupby("t")["local_dim_own_floor"].nunique() == 1).all()
+    # the run's summary.csv reports both per t
+    s = summary_table(d, tables.overlaps)
+    np.testing.assert_array_equal(s["r_t_floor_error_spearman"], paper.to_numpy())
+    assert s["r_t_own_floor_floor_error_spearman"].isna().all()
 
 
 def test_claims_under_every_r_t_definition_on_the_oracle_controls(gaussian):

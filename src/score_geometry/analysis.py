@@ -202,11 +202,24 @@ def calibration_from_jacobians(heldout: dict, model_diagnostics: pd.DataFrame, *
     return calibration_tables(model=model_diagnostics, heldout=res.diagnostics)
 
 
+def floor_error_spearman(diagnostics: pd.DataFrame, column: str = "local_dim") -> float:
+    """Spearman correlation, over the Jacobians of `diagnostics` (one t), between each Jacobian's floor error (its
+    calibration ratio) and `column` (a local dimension): how much of that r_t's spread across images is the
+    spread of the floor's own error rather than geometry. NaN for fewer than 3 Jacobians or a constant column."""
+    from scipy.stats import spearmanr
+
+    x, y = diagnostics["calibration_ratio"].to_numpy(float), diagnostics[column].to_numpy(float)
+    if len(x) < 3 or not np.ptp(x) > 0 or not np.ptp(y) > 0:
+        return float("nan")
+    return float(spearmanr(x, y).statistic)
+
+
 def summary_table(diagnostics: pd.DataFrame, overlaps: pd.DataFrame) -> pd.DataFrame:
     """Per t, the numbers a reader checks the paper against (one row per t).
 
     Columns: t, sigma, n_images, r_t median / q25 / q75 / mean, the own-floor r_t's median / q25 / q75 (where
-    analysed), cos_uv mean over the first r_t ranks and over
+    analysed), each r_t's Spearman correlation with the floor error over images (`floor_error_spearman`),
+    cos_uv mean over the first r_t ranks and over
     the top half of ranks, share of top-half ranks with 1/s_i within 10% of sigma^2, Phi^{uv,uw,vw} (mean
     over images) at n = the mean r_t, asymmetry, skew share inside the first r_t directions, calibration.
     """
@@ -222,6 +235,9 @@ def summary_table(diagnostics: pd.DataFrame, overlaps: pd.DataFrame) -> pd.DataF
             **({"r_t_own_floor_median": float(d["local_dim_own_floor"].median()),
                 "r_t_own_floor_q25": float(d["local_dim_own_floor"].quantile(0.25)),
                 "r_t_own_floor_q75": float(d["local_dim_own_floor"].quantile(0.75))}
+               if "local_dim_own_floor" in d else {}),
+            "r_t_floor_error_spearman": floor_error_spearman(d, "local_dim"),
+            **({"r_t_own_floor_floor_error_spearman": floor_error_spearman(d, "local_dim_own_floor")}
                if "local_dim_own_floor" in d else {}),
             "cos_uv_first_r": float(d["cos_uv_mean_first_r"].mean()),
             "cos_uv_top_half": float(d["cos_uv_mean_top_half"].mean()),

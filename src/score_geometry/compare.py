@@ -180,15 +180,10 @@ TOWARDS, AWAY, FLAT = "towards holding", "away from holding", "flat"
 
 
 def _floor_error_correlation(d: pd.DataFrame, column: str) -> pd.Series:
-    """Per t: Spearman correlation, over Jacobians, between the calibration ratio (each Jacobian's floor error)
-    and `column` (a local dimension); NaN where either is constant."""
-    from scipy.stats import spearmanr
+    """Per t: `analysis.floor_error_spearman` of `column` (a local dimension)."""
+    from .analysis import floor_error_spearman
 
-    def rho(g: pd.DataFrame) -> float:
-        x, y = g["calibration_ratio"].to_numpy(float), g[column].to_numpy(float)
-        return float(spearmanr(x, y).statistic) if len(g) > 2 and np.ptp(x) > 0 and np.ptp(y) > 0 else np.nan
-
-    return pd.Series({t: rho(g) for t, g in d.groupby("t", sort=True)})
+    return pd.Series({t: floor_error_spearman(g, column) for t, g in d.groupby("t", sort=True)})
 
 
 def budget_measures(quality: Mapping[str, Any], diagnostics: pd.DataFrame) -> pd.DataFrame:
