@@ -77,7 +77,7 @@ else:
 
 
 rule share_from_run:
-    """Copy what does not depend on the score model (data, classifier, toy, VAE) from the run it shares with."""
+    """Copy the outputs that do not depend on the score model (data, classifier, toy, VAE)."""
     input:
         lambda w: f"results/{SHARE_DIRS[w.run]}/{w.file}",
     output:
