@@ -109,7 +109,6 @@ rule compare_runs:
     """The runs side by side as tables and a figure: rₜ, calibration, sample quality, claims."""
     input:
         **{f"{name}_{kind}": path for name in RUNS for kind, path in run_files(name).items()},
-        everything=[rules.x0_all.input, rules.eps_all.input, rules.oracle_all.input],
     output:
         csv=f"{COMPARISON}/comparison.csv",
         markdown=f"{COMPARISON}/comparison.md",
@@ -139,3 +138,6 @@ rule all:
     default_target: True
     input:
         rules.compare_runs.output,
+        rules.x0_all.input,
+        rules.eps_all.input,
+        rules.oracle_all.input,
