@@ -38,9 +38,17 @@ default before 2026-11-29), ``method="expand"``, plain
 (so the layout's share of the gain is visible).  ``--method`` and
 ``--memory-format`` change what is timed as (b).
 
+``--peers`` also times what a PyTorch user would call instead of (b), each on
+the contiguous network: ``torch.autograd.functional.jacobian(..., vectorize=True)``,
+``torch.func.jacrev`` and ``torch.func.jacfwd`` (forward mode, vmapped over the
+basis), and prints the fastest of them (the loop (a) included) over (b): the
+dedicated routine's speed-up over the best a user gets without it.
+``--image-shape C,H,W`` (default 1,28,28; H and W divisible by 4) sets the image
+and so D = C H W, e.g. 3,32,32 for D = 3,072.
+
 Usage: python benchmarks/bench_jacobian.py [--device auto|cpu|cuda] [--channels 32,64,64]
        [--repeats 3] [--threads N] [--chunk-size N] [--attention] [--compare] [--method M]
-       [--memory-format auto|channels_last|contiguous]
+       [--memory-format auto|channels_last|contiguous] [--peers] [--image-shape C,H,W]
 """
 
 from __future__ import annotations
@@ -77,15 +85,17 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def build_net(channels, num_res_blocks: int, attention: bool, seed: int) -> tuple[nn.Module, str]:
+def build_net(channels, num_res_blocks: int, attention: bool, seed: int, in_channels: int = 1
+              ) -> tuple[nn.Module, str]:
     torch.manual_seed(seed)
     try:
         from score_geometry.unet import UNet
 
-        net = UNet(tuple(channels), num_res_blocks=num_res_blocks, attention=attention)
-        name = f"score_geometry.unet.UNet(channels={tuple(channels)}, num_res_blocks={num_res_blocks}, attention={attention})"
+        net = UNet(tuple(channels), num_res_blocks=num_res_blocks, attention=attention, in_channels=in_channels)
+        name = (f"score_geometry.unet.UNet(channels={tuple(channels)}, num_res_blocks={num_res_blocks}, "
+                f"attention={attention}, in_channels={in_channels})")
     except ImportError as err:  # the U-Net is written elsewhere; keep the benchmark usable without it
-        net = _StandInNet(channels)
+        net = _StandInNet(channels, in_channels)
         name = f"stand-in conv net {tuple(channels)} (score_geometry.unet unavailable: {err})"
     # The U-Net zero-initialises its last convolutions (identity blocks, zero output);
     # give those weights random values so the Jacobian is non-trivial.
@@ -99,16 +109,16 @@ def build_net(channels, num_res_blocks: int, attention: bool, seed: int) -> tupl
 class _StandInNet(nn.Module):
     """Conv/GroupNorm/SiLU encoder-decoder with the UNet's (x, t) interface."""
 
-    def __init__(self, channels) -> None:
+    def __init__(self, channels, in_channels: int = 1) -> None:
         super().__init__()
         c0, c1, c2 = channels
         self.t = nn.Linear(1, c0)
-        self.inp = nn.Conv2d(1, c0, 3, padding=1)
+        self.inp = nn.Conv2d(in_channels, c0, 3, padding=1)
         self.d1 = nn.Sequential(nn.GroupNorm(8, c0), nn.SiLU(), nn.Conv2d(c0, c1, 3, stride=2, padding=1))
         self.d2 = nn.Sequential(nn.GroupNorm(8, c1), nn.SiLU(), nn.Conv2d(c1, c2, 3, stride=2, padding=1))
         self.u2 = nn.Sequential(nn.GroupNorm(8, c2), nn.SiLU(), nn.Upsample(scale_factor=2), nn.Conv2d(c2, c1, 3, padding=1))
         self.u1 = nn.Sequential(nn.GroupNorm(8, c1), nn.SiLU(), nn.Upsample(scale_factor=2), nn.Conv2d(c1, c0, 3, padding=1))
-        self.out = nn.Sequential(nn.GroupNorm(8, c0), nn.SiLU(), nn.Conv2d(c0, 1, 3, padding=1))
+        self.out = nn.Sequential(nn.GroupNorm(8, c0), nn.SiLU(), nn.Conv2d(c0, in_channels, 3, padding=1))
 
     def forward(self, x, t):
         h0 = self.inp(x) + self.t(t[:, None])[:, :, None, None]
@@ -164,6 +174,71 @@ def peak_gflops(device: torch.device, sync, n: int = 2048, repeats: int = 10) ->
     return rates
 
 
+PEERS = {"p1": "autograd.functional.jacobian(vectorize=True)", "p2": "torch.func.jacrev",
+         "p3": "torch.func.jacfwd"}
+
+
+def _ram_gib() -> float:
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+
+
+def _peer_call(key: str, net: nn.Module, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """The (D, D) Jacobian of the network at (x, t) as a PyTorch user would get it without this project."""
+    D = x[0].numel()
+
+    def flat(z):  # the score network at t as a function of the image alone, as the peers take it
+        return net(z, t).reshape(-1)
+
+    if key == "p1":
+        return torch.autograd.functional.jacobian(flat, x, vectorize=True).reshape(D, D)
+    from torch.func import jacfwd, jacrev
+
+    return (jacrev if key == "p2" else jacfwd)(flat)(x).reshape(D, D)
+
+
+def _peer_child(conn, key, net, x, t, threads, tune, mem_cap, want_result) -> None:
+    """One peer's warm-up and one timed call in this (spawned) process; the result goes back through conn."""
+    try:
+        resource.setrlimit(resource.RLIMIT_AS, (mem_cap, mem_cap))
+        torch.set_num_threads(threads)
+        if tune:
+            tune_allocator()
+        with no_tf32():
+            _peer_call(key, net, x, t)
+            f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+            t0 = time.perf_counter()
+            J = _peer_call(key, net, x, t)
+            seconds = time.perf_counter() - t0
+        out = {"seconds": seconds, "faults": resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0,
+               "max_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
+        if want_result:
+            out["J"] = J.detach().cpu().numpy()  # (a numpy array: torch shares tensors through files the child owns)
+    except (RuntimeError, MemoryError) as err:  # an allocation over the cap, or the peer cannot run this net
+        out = {"error": f"{type(err).__name__}: {str(err).splitlines()[0][:120]}"}
+    conn.send(out)
+    conn.close()
+
+
+def run_peer(key, net, x, t, threads, tune, mem_cap, want_result) -> dict:
+    """Time one PyTorch peer in a fresh process capped at ``mem_cap`` bytes of address space: each peer's
+    memory peak is its own (in one process the allocator's retained peaks add up past the RAM), and a peer
+    that does not fit reports its error instead of the OOM killer ending the benchmark."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    parent, child = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_peer_child, args=(child, key, net, x, t, threads, tune,
+                                                 mem_cap, want_result))
+    proc.start()
+    child.close()
+    try:
+        out = parent.recv()
+    except EOFError:
+        out = {"error": f"process ended with exit code {proc.join() or proc.exitcode}"}
+    proc.join()
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
@@ -185,6 +260,13 @@ def main(argv=None) -> int:
     ap.add_argument("--default-allocator", dest="tune_allocator", action="store_false",
                     help="leave glibc malloc at its defaults (the pipeline's jobs call runtime.tune_allocator, "
                          "and so does this script unless told not to; it applies to every method timed)")
+    ap.add_argument("--peers", action="store_true",
+                    help="also time the PyTorch functions a user would call instead: "
+                         "autograd.functional.jacobian(vectorize=True), func.jacrev, func.jacfwd")
+    ap.add_argument("--peer-memory-gib", type=float, default=0.8 * _ram_gib(),
+                    help="address-space cap of each peer's process (default: 80%% of RAM), so a peer that "
+                         "does not fit fails with its own error instead of the machine's OOM killer")
+    ap.add_argument("--image-shape", default="1,28,28", help="C,H,W of the image (H, W divisible by 4)")
     ap.add_argument("--memory-format", default="auto", choices=["auto", "channels_last", "contiguous"],
                     help="layout of the network in (b) (auto: jacobian.preferred_memory_format(device))")
     args = ap.parse_args(argv)
@@ -201,17 +283,23 @@ def main(argv=None) -> int:
         if device.type == "cuda" and not torch.cuda.is_available():
             ap.error("--device cuda requested but CUDA is not available")
     channels = [int(c) for c in args.channels.split(",")]
+    try:
+        shape = tuple(int(n) for n in args.image_shape.split(","))
+    except ValueError:
+        shape = ()
+    if len(shape) != 3 or min(shape) < 1 or shape[1] % 4 or shape[2] % 4:
+        ap.error(f"--image-shape {args.image_shape!r}: expected C,H,W with H and W divisible by 4")
 
-    net, net_name = build_net(channels, args.num_res_blocks, args.attention, args.seed)
+    net, net_name = build_net(channels, args.num_res_blocks, args.attention, args.seed, in_channels=shape[0])
     net = net.to(device)  # contiguous: the loop (a) as peers run it
     fmt = {"auto": preferred_memory_format(device), "channels_last": torch.channels_last,
            "contiguous": torch.contiguous_format}[args.memory_format]
     net_b = copy.deepcopy(net).to(memory_format=fmt)  # the network as (b) sees it
     gen = torch.Generator().manual_seed(args.seed + 1)
-    x = torch.randn(1, 1, 28, 28, generator=gen).to(device)
+    x = torch.randn(1, *shape, generator=gen).to(device)
     t = torch.full((1,), args.t, device=device)
     D = x[0].numel()
-    xs = torch.randn(D, 1, 28, 28, generator=gen).to(device)
+    xs = torch.randn(D, *shape, generator=gen).to(device)
     ts = torch.full((D,), args.t, device=device)
 
     def sync():
@@ -247,13 +335,17 @@ def main(argv=None) -> int:
             return net(xs, ts)
 
     fmt_name = "channels_last" if fmt == torch.channels_last else "contiguous"
-    cases = [("(a) loop: 784 x autograd.grad", make_loop(net)),
+    cases = [(f"(a) loop: {D} x autograd.grad", make_loop(net)),
              (f"(b) batch_jacobian method={args.method!r}, {fmt_name}", batch),
-             ("(c) forward, batch of 784", fwd)]
+             (f"(c) forward, batch of {D}", fwd)]
     if args.compare:
         cases += [("(b') batch_jacobian method='vmap', contiguous", vmap_contiguous),
                   ("(b'') batch_jacobian method='expand'", expand), ("(b3) vmap(jacrev)", jacrev_vmap),
                   (f"(a') loop on the {fmt_name} network", make_loop(net_b))]
+    peers = []
+    if args.peers:
+        peers = [(f"({key}) {label}", key) for key, label in PEERS.items()]
+        mem_cap = int(args.peer_memory_gib * 2**30)
 
     print("== bench_jacobian ==")
     print(f"python {platform.python_version()}, torch {torch.__version__}, {platform.system()} {platform.machine()}")
@@ -268,6 +360,7 @@ def main(argv=None) -> int:
     times = {name: [] for name, _ in cases}
     faults = {name: [] for name, _ in cases}  # minor page faults per call (the kernel handing out fresh pages)
     results = {}
+    peer_failed, peak_rss = {}, {}
     with no_tf32():
         for name, fn in cases:  # warm-up (also the results used for the agreement check)
             results[name] = fn()
@@ -281,6 +374,19 @@ def main(argv=None) -> int:
                 sync()
                 times[name].append(time.perf_counter() - t0)
                 faults[name].append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0)
+            for name, key in peers:  # each in a fresh process (its own memory peak), after its own warm-up
+                if peer_failed.get(name):
+                    continue
+                out = run_peer(key, net, x, t, torch.get_num_threads(), args.tune_allocator, mem_cap,
+                               want_result=name not in results)
+                if "error" in out:
+                    peer_failed[name] = out["error"]
+                    continue
+                times.setdefault(name, []).append(out["seconds"])
+                faults.setdefault(name, []).append(out["faults"])
+                peak_rss.setdefault(name, []).append(out["max_rss_gib"])
+                if "J" in out:
+                    results[name] = torch.from_numpy(out["J"]).to(device)
 
     med = {k: statistics.median(v) for k, v in times.items()}
     w = max(len(k) for k in med)
@@ -288,12 +394,21 @@ def main(argv=None) -> int:
     for name in med:
         print(f"{name:<{w}}  {med[name]:9.3f}  {min(times[name]):8.3f}  {max(times[name]):8.3f}  "
               f"{statistics.median(faults[name]):11,.0f}")
+    for name, why in peer_failed.items():
+        print(f"{name:<{w}}  did not finish: {why}")
+    if peak_rss:
+        print("peak resident memory of each peer's process (GiB): "
+              + ", ".join(f"{n.split()[0]} {max(v):.1f}" for n, v in peak_rss.items()))
     a, b, c = (med[name] for name, _ in cases[:3])
     print(f"\na/b (speed-up over the row loop)       = {a / b:6.2f}   (goal >= 2.5)")
-    print(f"b/c (Jacobian / forward of 784 images) = {b / c:6.2f}   (goal <= 1.0)")
+    print(f"b/c (Jacobian / forward of {D} images) = {b / c:6.2f}   (goal <= 1.0)")
+    if peers:
+        best = min([cases[0][0], *(name for name, _ in peers if name in med)], key=med.get)
+        print(f"fastest PyTorch peer = {best.split(' ', 1)[1]}: peer/b = {med[best] / b:6.2f}   "
+              f"(batch_jacobian's speed-up over the best a user gets without it; goal >= 1)")
     ref = results[cases[0][0]]
-    for name, _ in cases[1:]:
-        if name.startswith("(c)"):
+    for name in results:
+        if name == cases[0][0] or name.startswith("(c)"):
             continue
         diff = (results[name] - ref).abs().max().item()
         print(f"max |(a) - {name.split()[0]}| = {diff:.3e}   (max |J| = {ref.abs().max().item():.3e})")

@@ -162,3 +162,23 @@ def test_openmp_wait_benchmark_times_both_policies_concurrently_and_alone(tmp_pa
     assert sorted(table.groupby(["concurrent_jobs", "policy"]).size().items()) == [
         ((1, "PASSIVE"), 1), ((1, "default"), 1), ((2, "PASSIVE"), 2), ((2, "default"), 2)]
     assert (table[["wall_s", "cpu_s"]] > 0).all().all()
+
+
+def test_bench_jacobian_times_the_pytorch_peers_on_any_image_shape():
+    """--peers: the PyTorch functions a user would call instead, on the same net and image (here 3 x 8 x 8,
+    D = 192), each agreeing with the row loop, and the fastest of them over batch_jacobian."""
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "bench_jacobian.py"), "--device", "cpu", "--channels", "8,16,16",
+         "--repeats", "1", "--threads", "1", "--no-roofline", "--peers", "--image-shape", "3,8,8"],
+        capture_output=True, text=True, timeout=E2E_TIMEOUT, check=True).stdout
+    assert "D = 192" in out and "in_channels=3" in out
+    for peer in ("p1", "p2", "p3"):
+        diff, scale = map(float, re.search(rf"max \|\(a\) - \({peer}\)\| = (\S+)\s+\(max \|J\| = (\S+)\)", out).groups())
+        assert scale > 1e-3 and diff < 1e-5 * max(1.0, scale), peer
+    best = re.search(r"fastest PyTorch peer = (.+): peer/b =\s+([0-9.]+)", out)
+    assert best and float(best.group(2)) > 0
+    assert best.group(1) in {"loop: 192 x autograd.grad", "autograd.functional.jacobian(vectorize=True)",
+                             "torch.func.jacrev", "torch.func.jacfwd"}
+    bad = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_jacobian.py"), "--image-shape", "3,30,30"],
+                         capture_output=True, text=True, timeout=E2E_TIMEOUT)
+    assert bad.returncode == 2 and "--image-shape '3,30,30': expected C,H,W" in bad.stderr
