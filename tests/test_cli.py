@@ -89,3 +89,45 @@ def test_a_diffusers_unet_only_directory_runs_with_the_default_schedule_stated_a
         in proc.stderr
     assert "float32" not in proc.stderr and "accelerate" not in proc.stderr, proc.stderr
     assert len(pd.read_parquet(tmp_path / "out/spectra.parquet")) == 64
+
+
+def test_the_lowrank_method_on_a_callable_writes_the_exact_routes_tables(tmp_path):
+    """--method lowrank on a --source callable (an eps network built on a closed-form Gaussian of rank 6 in
+    3 x 8 x 8): the same r_t, floor and leading spectrum as --method exact, only the computed ranks."""
+    (tmp_path / "gauss.py").write_text(textwrap.dedent("""
+        import torch
+        from score_geometry.oracle import GaussianSubspaceOracle
+        class Eps(torch.nn.Module):  # eps_hat = -sigma_t g(x, t) of the exact score g
+            def __init__(self):
+                super().__init__()
+                self.orc = GaussianSubspaceOracle.random(192, 6, variances=torch.linspace(0.5, 2.0, 6),
+                                                         data_shape=(3, 8, 8), seed=0)
+            def forward(self, x, t):
+                return -(self.orc.sigma(t).to(x.dtype).reshape(-1, 1, 1, 1) * self.orc(x, t))
+        def build():
+            return Eps()
+        """))
+    np.save(tmp_path / "x.npy", np.zeros((2, 3, 8, 8), dtype=np.float32))
+    tables = {}
+    for method in ("exact", "lowrank"):
+        proc = _run("--source", "callable", "--path", f"{tmp_path / 'gauss.py'}:build", "--images",
+                    str(tmp_path / "x.npy"), "--times", "0.05", "0.3", "--method", method, "--out",
+                    str(tmp_path / method), "--device", "cpu")
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        tables[method] = {name: pd.read_parquet(tmp_path / method / f"{name}.parquet")
+                          for name in ("spectra", "diagnostics", "local_dims")}
+    ex, low = tables["exact"], tables["lowrank"]
+    assert (low["diagnostics"]["local_dim"] == 6).all() and (ex["diagnostics"]["local_dim"] == 6).all()
+    assert (low["diagnostics"]["route"] == "lowrank").all() and not low["diagnostics"]["capped"].any()
+    np.testing.assert_allclose(low["diagnostics"]["calibration_ratio"], ex["diagnostics"]["calibration_ratio"],
+                               rtol=1e-4)
+    k = low["spectra"].groupby(["image", "t"]).size()
+    assert (k >= 7).all() and (k < 192).all()  # the computed ranks only
+    merged = low["spectra"].merge(ex["spectra"], on=["image", "t", "rank"], suffixes=("_low", "_ex"))
+    np.testing.assert_allclose(merged["singular_value_low"], merged["singular_value_ex"], rtol=1e-4)
+    at = low["local_dims"].merge(ex["local_dims"], on=["image", "t", "kappa"], suffixes=("_low", "_ex"))
+    assert len(at) == 2 * 2 * 4  # kappa 0.1 and the sweep's 0.2, 0.5, 1.0
+    assert (at["local_dim_low"] == at["local_dim_ex"]).all()
+    bad = _run("--source", "callable", "--path", f"{tmp_path / 'gauss.py'}:build", "--images", str(tmp_path / "x.npy"),
+               "--method", "lowrank", "--k-max", "0", "--out", str(tmp_path / "bad"))
+    assert bad.returncode == 2 and "--k-max" in bad.stderr and "Traceback" not in bad.stderr

@@ -129,6 +129,56 @@ def analyse_spectrum_tables(spec: Spectrum, *, run: str, image: int, label: int,
     return {"spectra": spectra, "local_dims": local_dims, "overlaps": ov, "diagnostics": diag}, features
 
 
+def lowrank_spectrum_tables(spec, *, run: str, image: int, label: int, t: float) -> dict[str, pd.DataFrame]:
+    """The tables of `analyse_spectrum_tables` from a matrix-free spectrum (`geometry.lowrank.LowRankSpectrum`):
+    the computed ranks 1..k only (spectra, overlaps), r_t per kappa of ``spec.sweep``, and the diagnostics
+    that the route measures (``calibration_ratio`` is the estimated floor, with ``calibration_ratio_se``;
+    ``trace``, ``asymmetry`` and ``skew_share_inside`` are estimates, with ``_se`` where they have one); the
+    measures it does not compute (the other skew splits, the denoiser fractions, the top-half statistics) are
+    NaN. ``route``, ``k`` and ``capped`` (r_t at k is then a lower bound) say how it was computed."""
+    k = spec.rank
+    keys = _keys(run, image, label, t, spec.sigma)
+    rank = np.arange(1, k + 1)
+    with np.errstate(divide="ignore"):
+        inverse = 1.0 / spec.singular_values
+    spectra = pd.DataFrame({**{c: np.repeat(v, k) for c, v in keys.items()}, "rank": rank,
+                            "singular_value": spec.singular_values, "inverse_singular_value": inverse,
+                            "cos_uv": spec.cos_uv, "eigval": spec.eigvals})
+    phis = spec.overlaps()
+    nan = float("nan")
+
+    def at(phi, r):
+        return float(phi[r - 1]) if 0 < r <= len(phi) else nan
+
+    rows = []
+    for kappa, ranks in sorted(spec.sweep.items()):
+        row = {**keys, "kappa": kappa}
+        for (floor, suffix), r in zip(FLOORS.items(), ranks):
+            row[f"local_dim{suffix}"] = int(r)
+            row |= {f"Phi_{p}_at_r{suffix}": at(phis[p], int(r)) for p in PAIRS}
+            row |= {f"{name}{suffix}": (spec.skew_share_inside if name == "skew_share_inside" and floor == "paper"
+                                        and int(r) == spec.local_dim else nan) for name in RANK_SKEW_FIELDS}
+        rows.append(row)
+    ov = pd.DataFrame({**{c: np.repeat(v, 3 * k) for c, v in keys.items()}, "pair": np.repeat(np.array(PAIRS), k),
+                       "n": np.tile(rank, 3), "Phi": np.concatenate([phis[p] for p in PAIRS])})
+    r = spec.local_dim
+    exact_only = ("skew_share_outside", "skew_share_cross", "skew_rel_inside", "skew_rel_cross", "skew_rel_outside",
+                  "skew_rel_ratio", "skew_share_w_inside", "skew_share_w_cross", "skew_share_w_outside",
+                  "skew_rel_w_inside", "skew_rel_w_cross", "skew_rel_w_outside", "skew_rel_ratio_w", "trace_diff",
+                  "denoiser_frac_negative", "denoiser_frac_above_one", "high_rank_floor_share",
+                  "cos_uv_mean_top_half")
+    diag = pd.DataFrame([{**keys, "kappa": spec.kappa, "local_dim": r, "local_dim_own_floor": spec.local_dim_own_floor,
+                          "asymmetry": spec.asymmetry, "skew_share_inside": spec.skew_share_inside,
+                          "skew_share_inside_se": spec.skew_share_inside_se, "trace": spec.trace,
+                          "trace_se": spec.trace_se, "denoiser_min": 1.0 + spec.sigma**2 * spec.eig_min,
+                          "calibration_ratio": spec.floor_ratio, "calibration_ratio_se": spec.floor_ratio_se,
+                          "cos_uv_mean_first_r": float(np.mean(spec.cos_uv[:r])) if 0 < r <= k else nan,
+                          **{f"Phi_{p}_at_r": at(phis[p], r) for p in PAIRS},
+                          **dict.fromkeys(exact_only, nan),
+                          "route": "lowrank", "k": k, "capped": spec.capped, "n_products": spec.n_products}])
+    return {"spectra": spectra, "local_dims": pd.DataFrame(rows), "overlaps": ov, "diagnostics": diag}
+
+
 def analyse_jacobians(J: np.ndarray, *, images: Sequence[int], labels: Sequence[int], t: Sequence[float],
                       sigma: Sequence[float], run: str, kappa: float, kappa_sweep: Iterable[float],
                       progress: bool = True) -> ShardAnalysis:

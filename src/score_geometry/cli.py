@@ -98,6 +98,11 @@ def _parser() -> argparse.ArgumentParser:
                         f"config's sample.times (default: {' '.join(map(str, DEFAULT_TIMES))})")
     a.add_argument("--kappa", type=_nonnegative, default=0.1, help="r_t slack, >= 0 (default 0.1, the paper's)")
     a.add_argument("--seed", type=_seed, default=0, help="forward-noise seed, >= 0 (default 0)")
+    a.add_argument("--method", choices=("auto", "exact", "lowrank"), default="auto",
+                   help="exact: the D x D Jacobians; lowrank: matrix-free (Jacobian-vector products only, the "
+                        "computed ranks of the spectra); auto: exact up to D = 12,288, lowrank above (default)")
+    a.add_argument("--k-max", type=_count, default=1024,
+                   help="with the lowrank route: the most singular triplets per Jacobian (default 1024)")
     a.add_argument("--device", choices=DEVICES, default="auto", help="auto | cpu | cuda (default auto)")
     a.add_argument("--out", type=Path, required=True, help="output directory")
     a.add_argument("--debug", action="store_true", help=f"on an error, print the traceback too (or set {DEBUG_ENV}=1)")
@@ -246,7 +251,7 @@ def analyse(args: argparse.Namespace) -> int:
     images, labels = _images(args)
     model = _model(args, tuple(images.shape[1:]), device)
     tables = analyse_images(model, images, args.times, seed=args.seed, labels=labels, kappa=args.kappa,
-                            device=device)
+                            device=device, route=args.method, k_max=args.k_max)
     args.out.mkdir(parents=True, exist_ok=True)
     for name in ("spectra", "local_dims", "overlaps", "diagnostics"):
         io.write_parquet(args.out / f"{name}.parquet", tables[name])

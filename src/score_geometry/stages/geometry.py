@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from ..analysis import (FEATURE_NAMES, analyse_jacobians, calibration_from_jacobians, calibration_summary,
-                        summary_table)
+                        lowrank_spectrum_tables, summary_table)
 from ..claims import RunTables, claims_markdown, claims_table
 from ..report import ReportTable, report_table
 
@@ -94,13 +94,16 @@ def analyse_images(model: "ScoreModel", images: np.ndarray, t: Sequence[float], 
                    labels: Sequence[int] | None = None, kappa: float = 0.1,
                    kappa_sweep: Sequence[float] = (0.0, 0.05, 0.1, 0.2, 0.5, 1.0),
                    device: "torch.device | str" = "cpu", chunk_size: int | None = None, method: str = "auto", run: str = "cli",
-                   progress: bool = True) -> dict[str, Any]:
+                   progress: bool = True, route: str = "exact", k_max: int = 1024) -> dict[str, Any]:
     """The pipeline's analysis of a handful of images, without Snakemake (`score-geometry analyse`): each image
     forward-noised at each t, the exact score Jacobians of `model`, their spectra, and the tables.
 
     Args:
         model: any score model (`score_models.load_score_model`).
         images: (n, *model.image_shape) clean images in the model's range ([-1, 1] for the pipeline's).
+        route: ``"exact"`` (the D x D Jacobians), ``"lowrank"`` (matrix-free, `geometry.lowrank`: the computed
+            ranks only, r_t at `kappa` and at the sweep's kappas >= it, up to `k_max` triplets) or ``"auto"``
+            (`geometry.lowrank.choose_route`). `method` and `chunk_size` are the exact route's.
 
     Returns:
         dict of DataFrames: spectra, local_dims, overlaps, diagnostics (one row per Jacobian, with the
@@ -109,16 +112,26 @@ def analyse_images(model: "ScoreModel", images: np.ndarray, t: Sequence[float], 
     """
     import torch
 
+    from ..geometry.lowrank import choose_route, lowrank_at_times
     from .jacobians import jacobians_at_times, noisy_heldout
 
     images = np.asarray(images, dtype=np.float32)
     if tuple(images.shape[1:]) != tuple(model.image_shape):
         raise ValueError(f"images have shape {tuple(images.shape[1:])}, the model takes {tuple(model.image_shape)}")
     x_t = noisy_heldout(images, t, model.sde, seed=seed)
+    labels = np.full(len(images), -1) if labels is None else np.asarray(labels)
+    if choose_route(route, int(np.prod(model.image_shape))) == "lowrank":
+        sigma = model.sde.sigma(torch.tensor(np.asarray(t), dtype=torch.float64)).numpy()
+        spectra = lowrank_at_times(model.score, x_t, t, sigma, kappa, device=device, progress=progress,
+                                   kappas=[k for k in kappa_sweep if k >= kappa], k_max=k_max)
+        tables = [lowrank_spectrum_tables(spectra[i][j], run=run, image=i, label=int(labels[i]), t=float(t[j]))
+                  for i in range(len(images)) for j in range(len(t))]
+        res = {k: pd.concat([tab[k] for tab in tables], ignore_index=True) for k in tables[0]}
+        return res | {"summary": summary_table(res["diagnostics"], res["overlaps"]),
+                      "calibration": calibration_summary(res["diagnostics"])}
     J = jacobians_at_times(model.score, x_t, t, device=device, chunk_size=chunk_size, method=method,
                            progress=progress)
     sigma = model.sde.sigma(torch.tensor(np.asarray(t), dtype=torch.float64)).numpy()
-    labels = np.full(len(images), -1) if labels is None else np.asarray(labels)
     res = analyse_jacobians(J, images=range(len(images)), labels=labels, t=t, sigma=sigma, run=run, kappa=kappa,
                             kappa_sweep=kappa_sweep, progress=progress)
     return {"spectra": res.spectra, "local_dims": res.local_dims, "overlaps": res.overlaps,
