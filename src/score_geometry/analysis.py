@@ -135,7 +135,7 @@ def lowrank_spectrum_tables(spec, *, run: str, image: int, label: int, t: float)
     that the route measures (``calibration_ratio`` is the estimated floor, with ``calibration_ratio_se``;
     ``trace``, ``asymmetry`` and ``skew_share_inside`` are estimates, with ``_se`` where they have one); the
     measures it does not compute (the other skew splits, the denoiser fractions, the top-half statistics) are
-    NaN. ``route``, ``k`` and ``capped`` (r_t at k is then a lower bound) say how it was computed."""
+    NaN. ``route``, ``k``, ``capped`` (r_t at k is then a lower bound) and ``converged`` say how it was computed."""
     k = spec.rank
     keys = _keys(run, image, label, t, spec.sigma)
     rank = np.arange(1, k + 1)
@@ -175,7 +175,8 @@ def lowrank_spectrum_tables(spec, *, run: str, image: int, label: int, t: float)
                           "cos_uv_mean_first_r": float(np.mean(spec.cos_uv[:r])) if 0 < r <= k else nan,
                           **{f"Phi_{p}_at_r": at(phis[p], r) for p in PAIRS},
                           **dict.fromkeys(exact_only, nan),
-                          "route": "lowrank", "k": k, "capped": spec.capped, "n_products": spec.n_products}])
+                          "route": "lowrank", "k": k, "capped": spec.capped, "converged": spec.converged,
+                          "n_products": spec.n_products}])
     return {"spectra": spectra, "local_dims": pd.DataFrame(rows), "overlaps": ov, "diagnostics": diag}
 
 

@@ -15,10 +15,12 @@ From them `lowrank_spectrum` computes, in O(k D) memory:
 * the on-manifold end of the SVD, ``s_1 <= ... <= s_k`` with ``u_i``, ``v_i``: the smallest eigenpairs of
   ``J^T J`` by a restarted block Krylov method with Rayleigh-Ritz (`smallest_eigenpairs`), then a final
   Rayleigh-Ritz on ``J`` itself in the found subspace (the SVD of ``J V``, so ``J v_i = s_i u_i`` holds to
-  round-off and the triplets do not inherit the squared condition of ``J^T J``). ``k`` grows until every r_t
-  asked for (the paper's floor and the own floor, at ``kappa`` and each of ``kappas``) is crossed by a converged
-  singular value, so the counts are exact, not capped; where ``k_max`` stops the growth the spectrum says so
-  (``capped``) and its r_t are lower bounds;
+  round-off; the subspace itself is converged to ``tol`` times the largest eigenvalue of ``J^T J``). ``k`` grows
+  until every r_t asked for (the paper's floor and the own floor, at ``kappa`` and each of ``kappas``) is crossed
+  by a witness, a singular value certified above the threshold by more than its residual, so the counts are not
+  capped (an eigenvalue below the threshold that the Krylov space missed altogether would still be missed: with
+  random starting blocks this has not been seen); where ``k_max`` stops the growth, or a count reaches the last
+  computed rank, the spectrum says so (``capped``) and its r_t are lower bounds;
 * the same for ``J~ = (J + J^T)/2``: its eigenpairs of smallest ``|lambda|`` (from ``J~^2``) and the extremes
   ``w_-``, ``w_+``;
 * the own floor (`spectra.floor_ratio`: 1/(sigma^2 s) at rank ~3D/4, the calibration ratio) by stochastic
@@ -39,11 +41,12 @@ from __future__ import annotations
 import dataclasses
 import math
 import warnings
-from typing import Callable, Iterable, Optional
+from typing import Any, Callable, Iterable, NamedTuple, Optional
 
 import numpy as np
 import torch
 
+from ..jacobian import no_tf32
 from ..spectra import local_dimension, subspace_overlap
 from ..skew import skew_tolerance
 
@@ -99,7 +102,8 @@ class JacobianProducts:
             tan = torch.as_tensor(np.ascontiguousarray(cols.T)).to(self.x.device, self.x.dtype)
             tan = tan.reshape(-1, *self.shape)
             X = self.x.expand(tan.shape[0], *self.shape).contiguous()
-            out[:, a:a + self.batch] = product(X, tan).reshape(tan.shape[0], -1).double().cpu().numpy().T
+            with no_tf32():  # float32 products on CUDA, as the exact route's (TF32 would cost ~1e-3 relative)
+                out[:, a:a + self.batch] = product(X, tan).reshape(tan.shape[0], -1).double().cpu().numpy().T
             self.n_products += cols.shape[1]
         return out
 
@@ -179,36 +183,57 @@ def _power_max(apply: Callable[[np.ndarray], np.ndarray], D: int, rng: np.random
     return float(np.linalg.eigvalsh(0.5 * (Q.T @ MQ + MQ.T @ Q)).max())
 
 
-def smallest_eigenpairs(apply: Callable[[np.ndarray], np.ndarray], D: int, want: Callable[[np.ndarray], int], *,
+class Eigenpairs(NamedTuple):
+    """`smallest_eigenpairs`' result: ``values`` (n,) ascending, ``vectors`` (D, n) orthonormal, ``residual`` (n,)
+    relative to the operator's largest eigenvalue, ``capped`` (k_max or D stopped the growth before ``want`` was
+    met) and ``converged`` (False where the cycles ran out first)."""
+
+    values: np.ndarray
+    vectors: np.ndarray
+    residual: np.ndarray
+    capped: bool
+    converged: bool
+
+
+def smallest_eigenpairs(apply: Callable[[np.ndarray], np.ndarray], D: int, want: Callable[[np.ndarray], Any], *,
                         k0: int = 32, k_max: int = 1024, depth: int = 3, tol: float = 1e-6,
                         witness_tol: Optional[float] = None, X0: Optional[np.ndarray] = None,
-                        max_restarts: int = 40, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+                        max_restarts: int = 40, seed: int = 0) -> Eigenpairs:
     """The smallest eigenpairs of a symmetric positive semi-definite operator, matrix-free.
 
     Restarted block Krylov with Rayleigh-Ritz on ``c I - M`` (``c`` from a power iteration): each cycle spans
     ``[X, (cI - M) X, ..., (cI - M)^depth X]`` from the current block X (``b`` columns: the previous cycle's best
     Ritz vectors), and stops once the ``n = want(ritz values)`` smallest Ritz pairs all have residual
     ``||M y - lambda y|| <= tol * c``. ``want`` sees the current Ritz values (ascending) and returns how many
-    smallest pairs are needed (the last of them may be a witness, e.g. the first value above a threshold, that
-    only needs ``witness_tol``: its value, an upper bound of the true one, converges fast even inside a cluster
-    where its vector does not); the block grows (doubling, to at least ``n + n/4 + 8``) while ``n`` exceeds it,
+    smallest pairs are needed, or ``(n, threshold)``: then the last of them is a witness, the first value above
+    the threshold, which only needs ``witness_tol`` (its value converges fast even inside a cluster where its
+    vector does not) but must lie above the threshold by more than its residual (``lambda_n - r_n c >
+    threshold``: the witness's eigenvalue is certified above it); the block grows (doubling, to at least ``n + n/4 + 8``) while ``n`` exceeds it,
     up to ``k_max``.
 
     Args:
         apply: ``M V`` for a (D, b) block.
-        want: Ritz values (ascending) -> number of smallest pairs needed (>= 1).
+        want: Ritz values (ascending) -> number of smallest pairs needed (>= 1), or (that number, threshold).
         X0: (D, j) starting vectors (e.g. an earlier call's), completed with random columns to the block size.
 
     Returns:
-        ``lam`` (n,) ascending, ``V`` (D, n) orthonormal, ``residual`` (n,) relative to ``c``, and ``capped``:
-        True where ``k_max`` (or D) stopped the growth before ``want`` was met (then n = k_max).
+        `Eigenpairs` (values, vectors, residual relative to ``c``, capped: True where ``k_max`` (or D) stopped the
+        growth before ``want`` was met, then n = k_max; converged: False, with a RuntimeWarning, where
+        ``max_restarts`` cycles ended first).
     """
     rng = np.random.default_rng(seed)
     witness_tol = tol if witness_tol is None else max(witness_tol, tol)
     c = 1.01 * _power_max(apply, D, rng) + 1e-300
 
-    def converged(res, n):
-        return n <= res.shape[0] and bool(np.all(res[:n - 1] <= tol) and res[n - 1] <= witness_tol)
+    def wanted(lam):
+        got = want(lam)
+        n, thr = (got if isinstance(got, tuple) else (got, None))
+        return max(1, int(n)), thr
+
+    def converged(lam, res, n, thr):
+        if n > res.shape[0] or not (np.all(res[:n - 1] <= tol) and res[n - 1] <= witness_tol):
+            return False
+        return thr is None or lam[n - 1] - res[n - 1] * c > thr
 
     b = min(max(int(k0), 1, 0 if X0 is None else X0.shape[1]), D)
     X = rng.standard_normal((D, b))
@@ -236,14 +261,14 @@ def smallest_eigenpairs(apply: Callable[[np.ndarray], np.ndarray], D: int, want:
         lam = c - theta
         Y = Qall @ Z
         res = np.linalg.norm(BQall @ Z - Y * theta, axis=0) / c
-        n = max(1, int(want(lam)))
+        n, thr = wanted(lam)
         full = Qall.shape[1] >= D
         if n > min(k_max, D):
             n_cap = min(k_max, D)
             if b >= min(n_cap + max(n_cap // 4, 8), D) and np.all(res[:n_cap] <= tol):
-                return lam[:n_cap], Y[:, :n_cap], res[:n_cap], True
-        elif converged(res, n) or full:
-            return lam[:n], Y[:, :n], res[:n], False
+                return Eigenpairs(lam[:n_cap], Y[:, :n_cap], res[:n_cap], True, True)
+        elif converged(lam, res, n, thr) or full:
+            return Eigenpairs(lam[:n], Y[:, :n], res[:n], False, True)
         need = min(max(n, 1), min(k_max, D))
         if need + max(need // 4, 8) > b:  # grow geometrically: a few restarts, not one per newly found rank
             b = min(max(2 * b, need + max(need // 4, 8)), D)
@@ -253,7 +278,7 @@ def smallest_eigenpairs(apply: Callable[[np.ndarray], np.ndarray], D: int, want:
     warnings.warn(f"smallest_eigenpairs: not converged after {max_restarts} cycles (largest residual of the {n} "
                   f"pairs returned: {float(res[:n].max()):.2g}, tol {tol:g}); raise max_restarts or depth",
                   RuntimeWarning, stacklevel=2)
-    return lam[:n], Y[:, :n], res[:n], n < int(want(lam))
+    return Eigenpairs(lam[:n], Y[:, :n], res[:n], n < wanted(lam)[0], False)
 
 
 def slq_quantile(apply: Callable[[np.ndarray], np.ndarray], D: int, q: float, *, deflate: Optional[np.ndarray] = None,
@@ -331,8 +356,9 @@ class LowRankSpectrum:
     ``kappas``. ``capped``: k_max stopped the growth before the largest threshold was crossed, so every r_t
     not below k is a lower bound. ``skew_share_inside`` (± ``skew_share_inside_se``): ``||P H P||^2 / ||H||^2``
     with P on ``span(v_1..v_r)``, NaN where J is symmetric to round-off. ``trace`` (± ``trace_se``) and
-    ``asymmetry`` (``||H||_F / ||J||_F``): Hutchinson estimates from the same probes. ``n_products``: network
-    passes.
+    ``asymmetry`` (``||J - J^T||_F / ||J||_F``, as `spectra.Spectrum`'s): Hutchinson estimates from the same
+    probes. ``converged``: every eigensolve met its tolerance (False: a RuntimeWarning said which did not).
+    ``n_products``: network passes.
     """
 
     singular_values: np.ndarray
@@ -360,6 +386,7 @@ class LowRankSpectrum:
     trace: float
     trace_se: float
     asymmetry: float
+    converged: bool
     n_products: int
 
     @property
@@ -383,16 +410,16 @@ def _floor_rank(D: int) -> float:
 
 
 def _extremes(ops: JacobianProducts, bound: float, *, tol: float, seed: int) -> tuple[float, float, np.ndarray,
-                                                                                  np.ndarray, float]:
+                                                                                  np.ndarray, bool]:
     """The most negative and most positive eigenpairs of J~ (``|lambda| <= bound``): the smallest eigenpair of the
-    positive semi-definite ``bound I + J~`` and of ``bound I - J~``. Also the larger of the two residuals."""
+    positive semi-definite ``bound I + J~`` and of ``bound I - J~``; and whether both converged."""
     out = []
     for sign in (1.0, -1.0):
-        lam, W, res, _ = smallest_eigenpairs(lambda B, g=sign: bound * B + g * ops.sym(B), ops.D, lambda _l: 1,
-                                             k0=8, k_max=1, depth=8, tol=tol, seed=seed)
-        out.append((sign * (float(lam[0]) - bound), W[:, 0], float(res[0])))
-    (lo, w_lo, r_lo), (hi, w_hi, r_hi) = out
-    return lo, hi, w_lo, w_hi, max(r_lo, r_hi)
+        lam, W, res, _, ok = smallest_eigenpairs(lambda B, g=sign: bound * B + g * ops.sym(B), ops.D, lambda _l: 1,
+                                                 k0=8, k_max=1, depth=8, tol=tol, seed=seed)
+        out.append((sign * (float(lam[0]) - bound), W[:, 0], ok))
+    (lo, w_lo, ok_lo), (hi, w_hi, ok_hi) = out
+    return lo, hi, w_lo, w_hi, ok_lo and ok_hi
 
 
 def _smallest_abs_count(n: int, bound: float) -> Callable[[np.ndarray], int]:
@@ -440,10 +467,10 @@ def lowrank_spectrum(score: ScoreFn, x: torch.Tensor, t: float, sigma: float, ka
         # r_t against each floor at the smallest slack must be crossed; the own floor c is re-estimated from
         # the Ritz values where they reach its rank, and is otherwise taken as at most 1 (the paper's floor)
         thr = 1.0 / ((1.0 + ks[0]) * sigma**2 * min(1.0, state["c"]))
-        return int(np.searchsorted(s, thr, side="right")) + 1
+        return int(np.searchsorted(s, thr, side="right")) + 1, thr**2  # the witness certified above thr
 
     opts = dict(k_max=k_max, depth=depth, tol=tol, witness_tol=1e-3, seed=seed)
-    lam, V, _, capped = smallest_eigenpairs(ops.gram, D, want, k0=k0, **opts)
+    lam, V, _, capped, converged = smallest_eigenpairs(ops.gram, D, want, k0=k0, **opts)
 
     # the floor: exact where the found part reaches its rank, else SLQ on the complement
     rng = np.random.default_rng(seed + 1)
@@ -458,7 +485,7 @@ def lowrank_spectrum(score: ScoreFn, x: torch.Tensor, t: float, sigma: float, ka
     c_se = c * s_floor_se / s_floor if s_floor > 0 else math.nan
     if np.isfinite(c) and c < state["c"] and not capped:  # a low floor moves the own threshold up: grow k
         state["c"] = c
-        lam, V, _, capped = smallest_eigenpairs(ops.gram, D, want, k0=k0, **opts)  # (a warm start from V was slower)
+        lam, V, _, capped, converged = smallest_eigenpairs(ops.gram, D, want, k0=k0, **opts)  # (warm start: slower)
 
     # final Rayleigh-Ritz on J itself: the SVD of J V gives the triplets (J v_i = s_i u_i to round-off)
     JV = ops.jv(V)
@@ -475,14 +502,14 @@ def lowrank_spectrum(score: ScoreFn, x: torch.Tensor, t: float, sigma: float, ka
     # more negative still); then Rayleigh-Ritz on J~ in that span, ordered by |lambda|
     n_w = V.shape[1]
     bound = 1.01 * s_max
-    lw, W, _, _ = smallest_eigenpairs(lambda B: bound * B - ops.sym(B), D, _smallest_abs_count(n_w, bound),
+    lw, W, _, _, converged_w = smallest_eigenpairs(lambda B: bound * B - ops.sym(B), D, _smallest_abs_count(n_w, bound),
                                       k0=n_w + 8, k_max=D, depth=depth, tol=tol, witness_tol=1e-3, seed=seed + 3)
     SW = ops.sym(W)
     lw, Zw = np.linalg.eigh(0.5 * (W.T @ SW + SW.T @ W))
     ow = np.argsort(np.abs(lw), kind="stable")[:n_w]
     lw, w = lw[ow], W @ Zw[:, ow]
     res_w = np.linalg.norm(SW @ Zw[:, ow] - w * lw, axis=0) / s_max
-    eig_min, eig_max, w_minus, w_plus, _ = _extremes(ops, 1.01 * s_max, tol=max(tol, 1e-4), seed=seed + 4)
+    eig_min, eig_max, w_minus, w_plus, converged_ext = _extremes(ops, 1.01 * s_max, tol=max(tol, 1e-4), seed=seed + 4)
 
     def ranks(k):
         paper = local_dimension(s, sigma, k)
@@ -490,6 +517,9 @@ def lowrank_spectrum(score: ScoreFn, x: torch.Tensor, t: float, sigma: float, ka
         return int(paper), int(own)
 
     r, r_own = ranks(kappa)
+    sweep = {k: ranks(k) for k in ks}
+    # a count that reaches the last computed rank has no witness above it after the final Rayleigh-Ritz: a bound
+    capped = bool(capped or max(max(v) for v in sweep.values()) >= s.shape[0])
 
     # the skew share inside span(v_1..v_r): the block exactly, ||H||_F^2 by Hutchinson
     if skew_tol is None:
@@ -511,9 +541,10 @@ def lowrank_spectrum(score: ScoreFn, x: torch.Tensor, t: float, sigma: float, ka
         singular_values=s, u=u, v=v, cos_uv=np.sum(u * v, axis=0), residual_uv=res_uv, eigvals=lw, w=w,
         residual_w=res_w, eig_min=eig_min, eig_max=eig_max, w_minus=w_minus, w_plus=w_plus, sigma=sigma,
         kappa=float(kappa), local_dim=r, local_dim_own_floor=r_own, floor_ratio=float(c), floor_ratio_se=float(c_se),
-        sweep={k: ranks(k) for k in ks}, capped=bool(capped), skew_share_inside=share,
+        sweep=sweep, capped=capped, skew_share_inside=share,
         skew_share_inside_se=share_se, trace=float(tr.mean()), trace_se=float(tr.std(ddof=1) / math.sqrt(skew_probes)),
-        asymmetry=math.sqrt(H2 / J2) if J2 > 0 else 0.0, n_products=ops.n_products)
+        asymmetry=2.0 * math.sqrt(H2 / J2) if J2 > 0 else 0.0, converged=bool(converged and converged_w and converged_ext),
+        n_products=ops.n_products)
 
 
 def choose_route(method: str, D: int) -> str:
