@@ -96,22 +96,30 @@ def r_definitions(spec: Spectrum, kappas: Sequence[float], phis: dict[str, np.nd
     return rows
 
 
+def _rank_tables(keys: dict, spec, phis: dict[str, np.ndarray]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The spectra and overlaps tables of one spectrum, one row per computed rank (all D for the exact route's
+    `Spectrum`, 1..k for a matrix-free one): both routes' spectra have the same fields."""
+    k = len(spec.singular_values)
+    rank = np.arange(1, k + 1)
+    with np.errstate(divide="ignore"):
+        inverse = 1.0 / spec.singular_values
+    spectra = pd.DataFrame({**{c: np.repeat(v, k) for c, v in keys.items()}, "rank": rank,
+                            "singular_value": spec.singular_values, "inverse_singular_value": inverse,
+                            "cos_uv": spec.cos_uv, "eigval": spec.eigvals})
+    ov = pd.DataFrame({**{c: np.repeat(v, 3 * k) for c, v in keys.items()}, "pair": np.repeat(np.array(PAIRS), k),
+                       "n": np.tile(rank, 3), "Phi": np.concatenate([phis[p] for p in PAIRS])})
+    return spectra, ov
+
+
 def analyse_spectrum_tables(spec: Spectrum, *, run: str, image: int, label: int, t: float,
                             kappa_sweep: Sequence[float]) -> tuple[dict[str, pd.DataFrame], np.ndarray]:
     """Tables and the 7 Fig. 2 features (7, D) of one analysed Jacobian."""
     D = spec.dim
     keys = _keys(run, image, label, t, spec.sigma)
-    rank = np.arange(1, D + 1)
-    spectra = pd.DataFrame({**{k: np.repeat(v, D) for k, v in keys.items()}, "rank": rank,
-                            "singular_value": spec.singular_values,
-                            "inverse_singular_value": spec.inverse_singular_values,
-                            "cos_uv": spec.cos_uv, "eigval": spec.eigvals})
     kappas = np.asarray(list(kappa_sweep), dtype=np.float64)
     phis = overlaps(spec)
+    spectra, ov = _rank_tables(keys, spec, phis)
     local_dims = pd.DataFrame([{**keys, "kappa": k, **at_r} for k, at_r in zip(kappas, r_definitions(spec, kappas, phis))])
-    ov = pd.DataFrame({**{k: np.repeat(v, 3 * D) for k, v in keys.items()},
-                       "pair": np.repeat(np.array(PAIRS), D), "n": np.tile(rank, 3),
-                       "Phi": np.concatenate([phis[p] for p in PAIRS])})
     r = spec.local_dim
     mean_phi_at_r = {f"Phi_{p}_at_r": float(phis[p][r - 1]) if r > 0 else float("nan") for p in PAIRS}
     diag = pd.DataFrame([{**keys, "kappa": spec.kappa, "local_dim": r,
@@ -138,13 +146,8 @@ def lowrank_spectrum_tables(spec, *, run: str, image: int, label: int, t: float)
     NaN. ``route``, ``k``, ``capped`` (r_t at k is then a lower bound) and ``converged`` say how it was computed."""
     k = spec.rank
     keys = _keys(run, image, label, t, spec.sigma)
-    rank = np.arange(1, k + 1)
-    with np.errstate(divide="ignore"):
-        inverse = 1.0 / spec.singular_values
-    spectra = pd.DataFrame({**{c: np.repeat(v, k) for c, v in keys.items()}, "rank": rank,
-                            "singular_value": spec.singular_values, "inverse_singular_value": inverse,
-                            "cos_uv": spec.cos_uv, "eigval": spec.eigvals})
     phis = spec.overlaps()
+    spectra, ov = _rank_tables(keys, spec, phis)
     nan = float("nan")
 
     def at(phi, r):
@@ -159,8 +162,6 @@ def lowrank_spectrum_tables(spec, *, run: str, image: int, label: int, t: float)
             row |= {f"{name}{suffix}": (spec.skew_share_inside if name == "skew_share_inside" and floor == "paper"
                                         and int(r) == spec.local_dim else nan) for name in RANK_SKEW_FIELDS}
         rows.append(row)
-    ov = pd.DataFrame({**{c: np.repeat(v, 3 * k) for c, v in keys.items()}, "pair": np.repeat(np.array(PAIRS), k),
-                       "n": np.tile(rank, 3), "Phi": np.concatenate([phis[p] for p in PAIRS])})
     r = spec.local_dim
     exact_only = ("skew_share_outside", "skew_share_cross", "skew_rel_inside", "skew_rel_cross", "skew_rel_outside",
                   "skew_rel_ratio", "skew_share_w_inside", "skew_share_w_cross", "skew_share_w_outside",

@@ -120,20 +120,18 @@ def analyse_images(model: "ScoreModel", images: np.ndarray, t: Sequence[float], 
         raise ValueError(f"images have shape {tuple(images.shape[1:])}, the model takes {tuple(model.image_shape)}")
     x_t = noisy_heldout(images, t, model.sde, seed=seed)
     labels = np.full(len(images), -1) if labels is None else np.asarray(labels)
+    sigma = model.sde.sigma(torch.tensor(np.asarray(t), dtype=torch.float64)).numpy()
     if choose_route(route, int(np.prod(model.image_shape))) == "lowrank":
-        sigma = model.sde.sigma(torch.tensor(np.asarray(t), dtype=torch.float64)).numpy()
         spectra = lowrank_at_times(model.score, x_t, t, sigma, kappa, device=device, progress=progress,
                                    kappas=[k for k in kappa_sweep if k >= kappa], k_max=k_max)
         tables = [lowrank_spectrum_tables(spectra[i][j], run=run, image=i, label=int(labels[i]), t=float(t[j]))
                   for i in range(len(images)) for j in range(len(t))]
         res = {k: pd.concat([tab[k] for tab in tables], ignore_index=True) for k in tables[0]}
-        return res | {"summary": summary_table(res["diagnostics"], res["overlaps"]),
-                      "calibration": calibration_summary(res["diagnostics"])}
-    J = jacobians_at_times(model.score, x_t, t, device=device, chunk_size=chunk_size, method=method,
-                           progress=progress)
-    sigma = model.sde.sigma(torch.tensor(np.asarray(t), dtype=torch.float64)).numpy()
-    res = analyse_jacobians(J, images=range(len(images)), labels=labels, t=t, sigma=sigma, run=run, kappa=kappa,
-                            kappa_sweep=kappa_sweep, progress=progress)
-    return {"spectra": res.spectra, "local_dims": res.local_dims, "overlaps": res.overlaps,
-            "diagnostics": res.diagnostics, "summary": summary_table(res.diagnostics, res.overlaps),
-            "calibration": calibration_summary(res.diagnostics)}
+    else:
+        J = jacobians_at_times(model.score, x_t, t, device=device, chunk_size=chunk_size, method=method,
+                               progress=progress)
+        shard = analyse_jacobians(J, images=range(len(images)), labels=labels, t=t, sigma=sigma, run=run, kappa=kappa,
+                                  kappa_sweep=kappa_sweep, progress=progress)
+        res = {k: getattr(shard, k) for k in SHARD_TABLES}
+    return res | {"summary": summary_table(res["diagnostics"], res["overlaps"]),
+                  "calibration": calibration_summary(res["diagnostics"])}
