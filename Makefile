@@ -8,8 +8,9 @@ CONSTRAINTS := envs/constraints.txt
 # fresh clone or a branch switch (new modification times, same content) finds it and reinstalls nothing.
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml $(CONSTRAINTS) | cksum | cut -d' ' -f1)
 CORES ?= all
-# pytest-xdist workers for `make test`, each test module on one worker (its module-scoped runs are built once);
-# the session's tiny run is built once for all workers (tests/conftest.py). README quotes the measured time.
+# pytest-xdist workers for `make test`, each test module on one worker (its module-scoped runs are built once),
+# handed out in collection order, the longest modules first (tests/conftest.py, HEAVY_MODULES); the session's
+# tiny run is built once for all workers (tests/conftest.py). README quotes the measured time.
 TEST_WORKERS ?= 2
 
 .PHONY: run test venv system-deps figures lint lock compare trajectory
@@ -26,14 +27,16 @@ trajectory: $(STAMP)
 	$(BIN)/snakemake -s workflow/trajectory.smk --cores $(CORES)
 
 test: $(STAMP) system-deps lint
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadscope
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder
 
 venv: $(STAMP)
 
+# --no-compile: no bytecode at install time (Python writes each module's .pyc on its first import, and most of
+# the packages' modules are never imported here), a good part of the install's time.
 $(STAMP):
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) -e '.[test]'
+	$(BIN)/python -m pip install --quiet --no-compile -c $(CONSTRAINTS) -e '.[test]'
 	rm -f $(VENV)/.installed-*
 	touch $@
 

@@ -35,6 +35,21 @@ E2E_TIMEOUT = _e2e_timeout()
 LONG_E2E_TIMEOUT = 2 * E2E_TIMEOUT
 
 
+#: The modules that take minutes (their Snakemake runs), longest first by `pytest --durations` on an idle 2-core
+#: machine; `make test` hands whole modules to its two xdist workers in collection order
+#: (`--no-loadscope-reorder`), and this order puts these first (longest-processing-time first: the workers end
+#: together, where xdist's default, modules with the most tests first, left these to one worker at the end). The
+#: first is independent of the shared tiny run, so one worker runs it while the other builds that.
+HEAVY_MODULES = ("test_lowrank_workflow.py", "test_score_models.py", "test_slurm.py", "test_shapes.py",
+                 "test_compare.py", "test_trajectory.py", "test_workflow.py", "test_report.py", "test_toy.py",
+                 "test_train.py", "test_cli.py", "test_benchmarks.py", "test_lowrank.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(HEAVY_MODULES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(HEAVY_MODULES)))  # stable: each module's own order
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _single_thread():
     # Deterministic and fast on a 2-core machine; bit-identity tests compare runs in one thread count.

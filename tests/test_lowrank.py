@@ -201,3 +201,107 @@ def test_the_eigensolver_and_the_quadrature_on_a_known_operator():
     assert out.values[-1] == pytest.approx(0.3005, abs=2e-4)
     q, se = slq_quantile(lambda B: M @ B, D, 0.75, probes=32)
     assert abs(q - np.quantile(lam, 0.75)) <= max(4 * se, 0.01)
+
+
+def _oracle_spectra(n_img=2, times=(0.05, 0.3), kappas=(0.2,), skew=False):
+    """Matrix-free spectra of a 3 x 16 x 16 oracle at n_img points x times, with the oracle."""
+    D, K = 3 * 16 * 16, 6
+    cls = SkewSubspaceOracle if skew else GaussianSubspaceOracle
+    kw = {"strength": 2.0} if skew else {}
+    orc = cls.random(D, K, variances=torch.linspace(0.5, 2.0, K), data_shape=(3, 16, 16), seed=4, **kw)
+    x0 = orc.sample(n_img, generator=torch.Generator().manual_seed(0))
+    spectra = []
+    for i in range(n_img):
+        row = []
+        for t in times:
+            x = orc.perturb(x0[i:i + 1], t)[0]
+            row.append(lowrank_spectrum(orc, x, t, float(orc.sigma(t)), 0.1, kappas=kappas, k0=8, probes=4,
+                                        slq_steps=20, skew_probes=16, seed=i))
+        spectra.append(row)
+    return orc, spectra
+
+
+def test_packed_spectra_read_back_to_the_same_tables():
+    """What the Jacobian stage stores on the matrix-free route (k triplets and eigenpairs per point, padded to the
+    block's largest k) gives the tables of the spectra it came from, through the stage's dispatch
+    (`analyse_shard`)."""
+    from score_geometry.analysis import analyse_lowrank, analyse_shard
+    from score_geometry.geometry.lowrank import is_packed, pack_spectra, unpack_spectra
+
+    orc, spectra = _oracle_spectra(skew=True)
+    packed = pack_spectra(spectra)
+    assert is_packed(packed) and not is_packed({"J": None})
+    assert packed["u"].dtype == np.float32 and packed["u"].shape[:3] == (2, 2, 768)
+    back = unpack_spectra(packed)
+    for row, row_back in zip(spectra, back):
+        for s, b in zip(row, row_back):
+            assert b.rank == s.rank and b.sweep == s.sweep and b.capped == s.capped
+            np.testing.assert_array_equal(b.singular_values, s.singular_values)
+            np.testing.assert_allclose(b.u, s.u, atol=1e-7)
+            assert b.skew_share_inside_at(b.local_dim) == pytest.approx(s.skew_share_inside, rel=1e-6)
+    meta = {"images": np.array([3, 5]), "t": np.array([0.05, 0.3]), "sigma": np.array([s.sigma for s in spectra[0]])}
+    via_stage = analyse_shard(packed | meta, labels=[1, 2], run="r", kappa=0.1, kappa_sweep=[0.0, 0.1, 0.2])
+    direct = analyse_lowrank(spectra, images=[3, 5], labels=[1, 2], t=[0.05, 0.3], run="r")
+    for name in ("spectra", "local_dims", "overlaps", "diagnostics"):
+        got, want = getattr(via_stage, name), getattr(direct, name)
+        numeric = want.select_dtypes("number").columns
+        np.testing.assert_allclose(got[numeric].to_numpy(float), want[numeric].to_numpy(float), rtol=1e-6,
+                                   atol=1e-6, equal_nan=True, err_msg=name)
+    d = via_stage.diagnostics
+    assert (d["route"] == "lowrank").all() and (d["dim"] == 768).all()
+    exact = {t: analyse_jacobian(orc.jacobian(t), float(orc.sigma(t)), 0.1).local_dim for t in (0.05, 0.3)}
+    assert d["local_dim"].tolist() == [exact[t] for t in d["t"]] and exact[0.05] == 6
+    assert sorted(via_stage.local_dims["kappa"].unique()) == [0.1, 0.2]  # the kappas the stage computed
+    # the skew share is there at every r of every definition, not only the headline one
+    assert via_stage.local_dims["skew_share_inside_own_floor"].notna().all()
+    assert via_stage.features.shape == (2, 2, 7, 768) and np.isfinite(via_stage.features).all()
+    with pytest.raises(ValueError, match="recompute them"):
+        analyse_shard(packed | meta, labels=[1, 2], run="r", kappa=0.05, kappa_sweep=[])
+
+
+def test_claims_that_need_the_full_spectrum_are_not_measurable_on_the_matrix_free_route():
+    """A run analysed matrix-free: the claims that read every rank (or the top of the spectrum, or the skew splits
+    of the full bases) say so instead of failing on NaN; the rest are judged; r_t capped at k_max is noted."""
+    from score_geometry.analysis import analyse_lowrank
+    from score_geometry.claims import CLAIMS, NEEDS_FULL_SPECTRUM, NOT_MEASURABLE, RunTables, claims_table
+
+    orc, spectra = _oracle_spectra(times=(0.05, 0.1, 0.3))
+    for s in (s for row in spectra for s in row):  # u_+, v_+ (Fig. 2) in the off-manifold cluster at 1/sigma^2
+        assert s.s_max == pytest.approx(1.0 / s.sigma**2, rel=1e-6)
+        assert np.linalg.norm(orc.basis.numpy().T @ s.v_plus) < 1e-3 and abs(s.u_plus @ s.v_plus) > 1 - 1e-6
+    shard = analyse_lowrank(spectra, images=[0, 1], labels=[0, 0], t=[0.05, 0.1, 0.3], run="r")
+    r = RunTables(diagnostics=shard.diagnostics, overlaps=shard.overlaps, spectra=shard.spectra,
+                  parameterisation="oracle", local_dims=shard.local_dims, features=shard.features,
+                  feature_images=np.array([0, 1]), feature_t=np.array([0.05, 0.1, 0.3]))
+    table = claims_table(r, kappa_sweep=[0.1, 0.2]).set_index("id")
+    full = {c.id for c in CLAIMS if c.full_spectrum}
+    assert full == {"floor_lower_bound", "cos_minus_one_high_ranks", "misalignment_rank", "non_conservative_within_w",
+                    "non_conservative_within_relative", "non_conservative_within_relative_w"}
+    assert (table.loc[sorted(full), "verdict"] == NOT_MEASURABLE).all()
+    assert (table.loc[sorted(full), "detail"] == NEEDS_FULL_SPECTRUM).all()
+    # measured on the computed part: the oracle's calibrated floor, its PSD denoiser, a symmetric J's u = v
+    assert table.loc["calibration", "verdict"] == "holds" and table.loc["denoiser_psd", "verdict"] == "holds"
+    assert table.loc["uv_misaligned_low_ranks", "verdict"] == "fails"  # cos(u_i, v_i) = 1 for a symmetric J
+    assert table.loc["w_misaligned", "verdict"] == "fails" and table.loc["off_manifold_background", "verdict"] == (
+        NOT_MEASURABLE)  # (no samples' strokes here)
+    capped = shard.diagnostics.assign(capped=True)
+    note = claims_table(RunTables(diagnostics=capped, overlaps=shard.overlaps, spectra=shard.spectra,
+                                  parameterisation="oracle")).set_index("id").loc["r_t_grows", "note"]
+    assert "capped at jacobian.k_max" in note and "on 6 of 6 Jacobians" in note
+
+
+def test_eigenpairs_of_a_field_with_as_many_expanding_as_contracting_directions():
+    """J~ with half its eigenvalues positive (an untrained net's kind): the smallest |lambda| are not among a few
+    largest algebraic ones, so they come from J~^2; they are the exact route's."""
+    D, rank, sigma = 400, 8, 0.3
+    rng = np.random.default_rng(3)
+    inv = np.concatenate([np.geomspace(40, 3, rank), rng.uniform(0.9, 1.04, D - rank)]) * sigma**2
+    lam = rng.choice([-1.0, 1.0], D) / inv
+    Q = np.linalg.qr(rng.standard_normal((D, D)))[0]
+    J = Q @ np.diag(lam) @ Q.T
+    low = lowrank_spectrum(LinearField(J, (1, 20, 20)), torch.zeros(1, 20, 20, dtype=torch.float64), T, sigma, 0.1,
+                           seed=0)
+    ex = analyse_jacobian(J, sigma, 0.1)
+    assert low.local_dim == ex.local_dim == rank and low.converged
+    np.testing.assert_allclose(low.eigvals[:rank], ex.eigvals[:rank], rtol=1e-8)
+    np.testing.assert_allclose(low.overlaps()["uw"][:rank], overlaps(ex)["uw"][:rank], atol=1e-6)

@@ -336,7 +336,9 @@ def test_a_unet_only_directory_reads_with_the_stated_default_schedule(tmp_path, 
 # --- the pipeline on external models: training skipped --------------------------------------------------
 
 def _external_run(wd, name, model):
-    cfg = {"run": name, "model": model, "plots": {"vae_baseline": False}, "jacobian": {"shards": 1}}
+    # two sampled and one held-out image at the five times: what is checked is that each stage takes the model
+    cfg = {"run": name, "model": model, "plots": {"vae_baseline": False, "examples": [0, 1]},
+           "jacobian": {"shards": 1, "n_images": 2}, "calibration": {"n_images": 1}}
     (wd / f"{name}.yaml").write_text(yaml.safe_dump(cfg))
     targets = [f"results/{name}/stats/{f}" for f in ("summary.csv", "calibration_summary.csv")]
     targets += [f"results/{name}/figures/fig2_features.png", f"results/{name}/samples/quality.json"]

@@ -132,7 +132,7 @@ def analyse_spectrum_tables(spec: Spectrum, *, run: str, image: int, label: int,
                           "high_rank_floor_share": high_rank_floor_share(spec.singular_values, spec.sigma),
                           "cos_uv_mean_first_r": float(np.mean(spec.cos_uv[:r])) if r > 0 else float("nan"),
                           "cos_uv_mean_top_half": float(np.mean(spec.cos_uv[D // 2:])),
-                          **mean_phi_at_r}])
+                          **mean_phi_at_r, "route": "exact", "dim": D}])
     features = np.stack([getattr(spec, name) for name in FEATURE_NAMES]).astype(np.float32)
     return {"spectra": spectra, "local_dims": local_dims, "overlaps": ov, "diagnostics": diag}, features
 
@@ -159,8 +159,8 @@ def lowrank_spectrum_tables(spec, *, run: str, image: int, label: int, t: float)
         for (floor, suffix), r in zip(FLOORS.items(), ranks):
             row[f"local_dim{suffix}"] = int(r)
             row |= {f"Phi_{p}_at_r{suffix}": at(phis[p], int(r)) for p in PAIRS}
-            row |= {f"{name}{suffix}": (spec.skew_share_inside if name == "skew_share_inside" and floor == "paper"
-                                        and int(r) == spec.local_dim else nan) for name in RANK_SKEW_FIELDS}
+            row |= {f"{name}{suffix}": (spec.skew_share_inside_at(int(r)) if name == "skew_share_inside" else nan)
+                    for name in RANK_SKEW_FIELDS}
         rows.append(row)
     r = spec.local_dim
     exact_only = ("skew_share_outside", "skew_share_cross", "skew_rel_inside", "skew_rel_cross", "skew_rel_outside",
@@ -176,9 +176,46 @@ def lowrank_spectrum_tables(spec, *, run: str, image: int, label: int, t: float)
                           "cos_uv_mean_first_r": float(np.mean(spec.cos_uv[:r])) if 0 < r <= k else nan,
                           **{f"Phi_{p}_at_r": at(phis[p], r) for p in PAIRS},
                           **dict.fromkeys(exact_only, nan),
-                          "route": "lowrank", "k": k, "capped": spec.capped, "converged": spec.converged,
-                          "n_products": spec.n_products}])
+                          "route": "lowrank", "dim": spec.dim, "k": k, "capped": spec.capped,
+                          "converged": spec.converged, "n_products": spec.n_products}])
     return {"spectra": spectra, "local_dims": pd.DataFrame(rows), "overlaps": ov, "diagnostics": diag}
+
+
+def analyse_lowrank(spectra, *, images: Sequence[int], labels: Sequence[int], t: Sequence[float],
+                    run: str) -> ShardAnalysis:
+    """`analyse_jacobians` for matrix-free spectra (``spectra[i][j]``, `geometry.lowrank.lowrank_at_times` or
+    `geometry.lowrank.unpack_spectra`): the tables of `lowrank_spectrum_tables`, features (n, T, 7, D) float32."""
+    n_img, n_t = len(spectra), len(spectra[0]) if spectra else 0
+    tables: dict[str, list[pd.DataFrame]] = {k: [] for k in ("spectra", "local_dims", "overlaps", "diagnostics")}
+    D = spectra[0][0].dim if n_img and n_t else 0
+    features = np.empty((n_img, n_t, len(FEATURE_NAMES), D), dtype=np.float32)
+    for i in range(n_img):
+        for j in range(n_t):
+            spec = spectra[i][j]
+            for k, df in lowrank_spectrum_tables(spec, run=run, image=int(images[i]), label=int(labels[i]),
+                                                 t=float(t[j])).items():
+                tables[k].append(df)
+            features[i, j] = np.stack([getattr(spec, name) for name in FEATURE_NAMES])
+    return ShardAnalysis(**{k: pd.concat(v, ignore_index=True) for k, v in tables.items()}, features=features)
+
+
+def analyse_shard(datasets, *, labels: Sequence[int], run: str, kappa: float, kappa_sweep: Iterable[float],
+                  progress: bool = True) -> ShardAnalysis:
+    """One Jacobian stage's output, either route: D x D Jacobians (``J`` (n, T, D, D), `analyse_jacobians`) or
+    packed matrix-free spectra (`geometry.lowrank.pack_spectra`, `analyse_lowrank`: r_t at the kappas the stage
+    computed, those of the sweep at or above `kappa`); with ``images`` (n,), ``t``, ``sigma`` (T,)."""
+    from .geometry.lowrank import is_packed, unpack_spectra
+
+    if is_packed(datasets):
+        spectra = unpack_spectra(datasets)
+        got = {round(float(k), 12) for k in datasets["sweep_kappas"]}
+        if round(float(kappa), 12) not in got:
+            raise ValueError(f"these matrix-free spectra were computed at kappa {sorted(got)}, not at {kappa:g}: "
+                             "recompute them (the Jacobian stage) with this analysis.kappa")
+        return analyse_lowrank(spectra, images=datasets["images"], labels=labels, t=datasets["t"], run=run)
+    return analyse_jacobians(datasets["J"], images=datasets["images"], labels=labels, t=datasets["t"],
+                             sigma=datasets["sigma"], run=run, kappa=kappa, kappa_sweep=kappa_sweep,
+                             progress=progress)
 
 
 def analyse_jacobians(J: np.ndarray, *, images: Sequence[int], labels: Sequence[int], t: Sequence[float],
@@ -247,10 +284,9 @@ def calibration_tables(*, model: pd.DataFrame, heldout: pd.DataFrame) -> tuple[p
 
 def calibration_from_jacobians(heldout: dict, model_diagnostics: pd.DataFrame, *, run: str,
                                kappa: float) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Analyse the held-out Jacobians (J, images, labels, t, sigma as written by
-    `stages.heldout_jacobians`) and compare them with the model's own diagnostics (`calibration_tables`)."""
-    res = analyse_jacobians(heldout["J"], images=heldout["images"], labels=heldout["labels"], t=heldout["t"],
-                            sigma=heldout["sigma"], run=run, kappa=kappa, kappa_sweep=[kappa])
+    """Analyse the held-out Jacobians (J, or packed matrix-free spectra, with images, labels, t, sigma as written
+    by `stages.heldout_jacobians`) and compare them with the model's own diagnostics (`calibration_tables`)."""
+    res = analyse_shard(heldout, labels=heldout["labels"], run=run, kappa=kappa, kappa_sweep=[kappa])
     return calibration_tables(model=model_diagnostics, heldout=res.diagnostics)
 
 

@@ -78,6 +78,26 @@ class Claim:
     #: trajectory figure draws. Some verdicts also ask more than the value (see `threshold`).
     lower: float | None = None
     upper: float | None = None
+    #: the statistic reads ranks the matrix-free route does not compute (the top of the spectrum, every rank,
+    #: or the skew splits of the full bases): not measurable on a run analysed by it
+    full_spectrum: bool = False
+
+
+#: Why a `Claim.full_spectrum` claim is not measurable on the matrix-free route.
+NEEDS_FULL_SPECTRUM = ("needs the full spectrum: the matrix-free route (jacobian.route: lowrank) computes the "
+                       "first k ranks only")
+
+
+def matrix_free(diagnostics: pd.DataFrame) -> bool:
+    """Whether a run's Jacobians were analysed by the matrix-free route (diagnostics' ``route`` column)."""
+    return "route" in diagnostics and bool((diagnostics["route"] == "lowrank").any())
+
+
+def image_dim(r: "RunTables") -> int:
+    """D, the numbers per image (diagnostics' ``dim``; the spectra's last rank for tables that predate it)."""
+    if "dim" in r.diagnostics and len(r.diagnostics):
+        return int(r.diagnostics["dim"].iloc[0])
+    return int(r.spectra["rank"].max())
 
 
 def _per_t(values: pd.Series, fmt: str = "{:.3g}") -> str:
@@ -173,7 +193,7 @@ def _misalignment_rank(r: RunTables) -> Result:
     D - ceil(D/100). The top 1 % of ranks (the largest singular values, where an expanding direction with
     cos = +1 sorts) are left out, so a stray top rank does not move k_t to D."""
     med = r.spectra.groupby(["t", "rank"])["cos_uv"].median()
-    D = int(r.spectra["rank"].max())
+    D = image_dim(r)
     top = D - int(np.ceil(D / 100))
     k = {}
     for t, m in med.groupby(level="t"):
@@ -219,7 +239,7 @@ def _off_manifold_background(r: RunTables) -> Result:
 
 
 def _denoiser_psd(r: RunTables) -> Result:
-    ok = r.diagnostics["denoiser_frac_negative"] == 0
+    ok = r.diagnostics["denoiser_min"] >= -r.kappa  # no eigenvalue of I + sigma^2 J~ below -kappa
     share = ok.groupby(r.diagnostics["t"]).mean()
     return Result(float(ok.mean()), "share " + _per_t(share, "{:.2f}"), HOLDS if ok.mean() >= 0.95 else FAILS)
 
@@ -251,7 +271,7 @@ def _mnist_skew(column: str, threshold: float, iso: bool) -> Callable[[RunTables
             return Result(float("nan"), lacking, NOT_MEASURABLE)
         asym = d.groupby("t")["asymmetry"].median()
         med = d.groupby("t")[column].median()
-        ref = ((d["local_dim"] / int(r.spectra["rank"].max())) ** 2).groupby(d["t"]).median()
+        ref = ((d["local_dim"] / image_dim(r)) ** 2).groupby(d["t"]).median()
         detail = "; ".join(f"t={t:g}: {med[t]:.3g} (" + (f"isotropic {ref[t]:.3f}, " if iso else "")
                            + f"asymmetry {asym[t]:.2g})" for t in med.index)
         if (asym < 1e-6).all():
@@ -338,17 +358,17 @@ CLAIMS: tuple[Claim, ...] = (
           upper=-0.8),
     Claim("floor_lower_bound", "§3.2", "σ_t² lower-bounds the inverse singular values",
           "share of Jacobians whose smallest 1/s_i is ≥ (1 − κ)σ_t² (and how many are below)", "share ≥ 0.95",
-          False, _floor_lower_bound, lower=0.95),
+          False, _floor_lower_bound, lower=0.95, full_spectrum=True),
     Claim("cos_minus_one_high_ranks", "§3.1, Fig. 3 top", "u_i and v_i differ by a sign at high ranks",
           "median over Jacobians of the mean cos(u_i, v_i) over the top half of ranks", "≤ −0.9 at every t",
-          False, _cos_high_ranks, upper=-0.9),
+          False, _cos_high_ranks, upper=-0.9, full_spectrum=True),
     Claim("uv_misaligned_low_ranks", "§3.1, Fig. 3 top", "u_i and v_i are not aligned at low ranks",
           "median over Jacobians of the mean |cos(u_i, v_i)| over the first r_t ranks (1 for a symmetric J)",
           "≤ 0.5 at every t", True, _uv_misaligned, upper=0.5),
     Claim("misalignment_rank", "§3.1, Fig. 3 top", "misalignment is confined to the low ranks",
           "k_t: the first rank from which the median cos(u_i, v_i) stays ≤ −0.9 (top 1 % of ranks left out)",
           "1 < k_t ≤ D/2 at every t", False,
-          _misalignment_rank, lower=1),
+          _misalignment_rank, lower=1, full_spectrum=True),
     Claim("overlap_uv", "§3.3, Fig. 4", "the right and left singular subspaces overlap within the nontrivial ranks",
           "median over Jacobians of Φ^{u,v} at n = r_t", "≥ 0.5 at every t", True, _overlap("uv"), lower=0.5),
     Claim("overlap_uw", "§3.3, Fig. 4", "the left singular and eigen-subspaces overlap",
@@ -370,16 +390,17 @@ CLAIMS: tuple[Claim, ...] = (
     Claim("non_conservative_within_w", "§3.3, §4", "the field is non-conservative within the manifold",
           "(a) median share of ‖H‖² inside the first r_t eigenvectors w of J̃ (smallest |eigenvalue|)",
           "≥ 0.5 at every t (isotropic H: (r_t/D)²)", True, _mnist_skew("skew_share_w_inside", 0.5, iso=True),
-          lower=0.5),
+          lower=0.5, full_spectrum=True),
     Claim("non_conservative_within_relative", "§3.3, §4", "the field is non-conservative within the manifold "
           "and close to conservative off it", "(b) median over Jacobians of ρ = (‖PHP‖/‖PJP‖) / max(cross, "
           "off-manifold block's ‖block(H)‖/‖block(J)‖), P = first r_t right singular directions",
           f"ρ ≥ {RELATIVE_RATIO:g} at every t (equally asymmetric blocks: 1)", True,
-          _mnist_skew("skew_rel_ratio", RELATIVE_RATIO, iso=False), lower=RELATIVE_RATIO),
+          _mnist_skew("skew_rel_ratio", RELATIVE_RATIO, iso=False), lower=RELATIVE_RATIO, full_spectrum=True),
     Claim("non_conservative_within_relative_w", "§3.3, §4", "the field is non-conservative within the manifold "
           "and close to conservative off it", "(b) the same ρ with P = first r_t eigenvectors w of J̃",
           f"ρ ≥ {RELATIVE_RATIO:g} at every t (equally asymmetric blocks: 1)", True,
-          _mnist_skew("skew_rel_ratio_w", RELATIVE_RATIO, iso=False), lower=RELATIVE_RATIO),
+          _mnist_skew("skew_rel_ratio_w", RELATIVE_RATIO, iso=False), lower=RELATIVE_RATIO,
+          full_spectrum=True),
     Claim("toy_tangent_skew", "Fig. 1", "on the toy surface the skew part acts within the tangent plane",
           "(a) median share of ‖H‖² in the tangent–tangent block", "≥ 0.5 at every t (isotropic: 1/3)", False,
           _toy_tangent, lower=0.5),
@@ -447,6 +468,8 @@ def _judge(c: Claim, r: RunTables, gated: bool, calibrated: bool) -> tuple[Resul
     """A claim's result under one definition and its verdict (the calibration gate applied where `gated`)."""
     if r.diagnostics.empty:
         return Result(float("nan"), "no Jacobian", NOT_MEASURABLE), NOT_MEASURABLE
+    if c.full_spectrum and matrix_free(r.diagnostics):
+        return Result(float("nan"), NEEDS_FULL_SPECTRUM, NOT_MEASURABLE), NOT_MEASURABLE
     res = c.compute(r)
     if c.uses_r_t and gated and not calibrated and res.verdict != NOT_MEASURABLE:
         return res, NOT_MEASURABLE
@@ -485,12 +508,16 @@ def claims_table(r: RunTables, *, kappa_sweep: Sequence[float] = ()) -> pd.DataF
     defs = r_t_definitions(r, kappa_sweep)
     calibrated = _calibration(r).verdict == HOLDS
     share = float(in_band(r.diagnostics).mean()) if len(r.diagnostics) else float("nan")
+    capped = int(r.diagnostics["capped"].eq(True).sum()) if "capped" in r.diagnostics else 0
     rows = []
     for c in CLAIMS:
         res, verdict = _judge(c, r, True, calibrated)
         note = res.note
         if verdict != res.verdict:
             note = f"calibration outside {CALIBRATION_BAND} (r_t would be {res.verdict})"
+        if c.uses_r_t and capped:
+            note = "; ".join(filter(None, [note, f"r_t capped at jacobian.k_max (a lower bound) on {capped} "
+                                                 f"of {len(r.diagnostics)} Jacobians"]))
         row = {"id": c.id, "section": c.section, "claim": c.claim, "statistic": c.statistic,
                "threshold": c.threshold, "lower": c.lower, "upper": c.upper, "value": res.value,
                "detail": res.detail, "verdict": verdict, "origin": _origin(c.id, r.parameterisation), "note": note}

@@ -300,6 +300,12 @@ def write_h5(path: str | os.PathLike, datasets: Mapping[str, np.ndarray], attrs:
                 f.attrs[key] = json.dumps(value, default=_json_default) if isinstance(value, (dict, list)) else value
 
 
+def point_chunks(datasets: Mapping[str, np.ndarray]) -> dict[str, tuple[int, ...]]:
+    """`write_h5` chunks for a Jacobian stage's output: one (image, t) per chunk for every array of 3 or more
+    dimensions (a Jacobian, or one point's triplets), so one can be read without decompressing the rest."""
+    return {k: (1, 1, *np.shape(v)[2:]) for k, v in datasets.items() if np.ndim(v) >= 3}
+
+
 def read_h5(path: str | os.PathLike, names: list[str] | None = None) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Read datasets (all, or `names`) and attributes from an HDF5 file.
 

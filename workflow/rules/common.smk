@@ -7,6 +7,7 @@ from pathlib import Path
 from score_geometry.config import ConfigError, check_config, toy_training_section, validate_config
 from score_geometry.cpus import cores_warning, passive_openmp_waits, usable_cpus
 from score_geometry.datasets import configured_image_shape, data_identity, data_section
+from score_geometry.geometry.routes import choose_route
 from score_geometry.io import read_yaml, unwritable
 from score_geometry.plots.registry import figure_code
 
@@ -126,7 +127,11 @@ CPU_SECONDS = {
     "train_image": 717 / (2500 * 64),
     "sample_image_step": 254 / (128 * 1000),
     "jacobian": 170 / 160,
+    # one network pass of the matrix-free route at D = 784 (a trained U-Net: 110-137 s for 11,878-15,844
+    # passes per Jacobian with k ~ 300-350 triplets, docs/benchmarks.md), and passes per triplet found
+    "lowrank_pass": 125 / 14000,
 }
+LOWRANK_PASSES_PER_TRIPLET = 45
 GPU_SPEEDUP = 200
 
 
@@ -185,16 +190,80 @@ def _jacobians_per_shard():
     return per_shard * len(config["sample"]["times"])
 
 
+def image_dim():
+    """D, the numbers per image of the configured data."""
+    return math.prod(configured_image_shape(config["data"]))
+
+
+def jacobian_route():
+    """The spectral route of this run's Jacobian stages: jacobian.route, with auto resolved by D."""
+    return choose_route(config["jacobian"]["route"], image_dim())
+
+
+#: The jacobian keys only one route reads: the other route's rules do not receive them (so changing k_max
+#: recomputes no exact Jacobian).
+ROUTE_ONLY_KEYS = {"exact": ("chunk_size", "method"), "lowrank": ("k_max", "lowrank")}
+
+
+def jacobian_params(keys=None):
+    """The jacobian section as a Jacobian rule's params: `keys` (None: all) less the other route's keys, with
+    the route resolved."""
+    route = jacobian_route()
+    other = ROUTE_ONLY_KEYS["lowrank" if route == "exact" else "exact"]
+    section = config["jacobian"]
+    return {k: v for k, v in section.items() if k not in other and (keys is None or k in keys)} | {
+        "route": route
+    }
+
+
+def lowrank_slacks(sweep=True):
+    """The kappas the matrix-free route computes r_t at (it grows k until each is crossed), as the Jacobian
+    rules' params; the exact route's Jacobians do not depend on them (empty: changing kappa recomputes none).
+    """
+    if jacobian_route() != "lowrank":
+        return {}
+    a = config["analysis"]
+    return {"kappa": a["kappa"], **({"kappa_sweep": a["kappa_sweep"]} if sweep else {})}
+
+
+def _seconds_per_jacobian():
+    """CPU seconds of one (image, t) on the default U-Net, scaled to D: the exact route's D passes of a network
+    whose cost grows with D (so D^2); the matrix-free route's ~45 passes per triplet, up to k_max triplets (an
+    estimate from D = 784 only: docs/benchmarks.md)."""
+    scale = image_dim() / 784
+    if jacobian_route() == "exact":
+        return CPU_SECONDS["jacobian"] * scale**2
+    k = min(config["jacobian"]["k_max"], image_dim())
+    return LOWRANK_PASSES_PER_TRIPLET * k * CPU_SECONDS["lowrank_pass"] * scale
+
+
 def jacobian_runtime(wildcards=None, attempt=1):
-    return _runtime(_jacobians_per_shard() * CPU_SECONDS["jacobian"] * model_cost(), attempt)
+    return _runtime(_jacobians_per_shard() * _seconds_per_jacobian() * model_cost(), attempt)
 
 
 def heldout_jacobian_runtime(wildcards=None, attempt=1):
     n = config["calibration"]["n_images"] * len(config["sample"]["times"])
-    return _runtime(n * CPU_SECONDS["jacobian"] * model_cost(), attempt)
+    return _runtime(n * _seconds_per_jacobian() * model_cost(), attempt)
+
+
+def _jacobians_mem_mb(n):
+    """MB for n (image, t) points of the configured route: the exact route holds n Jacobians of D x D float32
+    (2.4 MB each at D = 784) plus the analysis' float64 copies; the matrix-free route up to k_max triplets and
+    eigenpairs per point (3 vectors of D float32 each) plus its solver's Krylov blocks (~4 x 1.25 k_max vectors
+    of D float64, twice)."""
+    D = image_dim()
+    if jacobian_route() == "exact":
+        return 2000 + 8 * (D / 784) ** 2 * n
+    k = min(config["jacobian"]["k_max"], D)
+    return 2000 + 2 * 4 * 1.25 * k * D * 8 / 1e6 + 3 * k * D * 4 / 1e6 * n
 
 
 def jacobian_mem_mb(wildcards=None, attempt=1):
-    """A shard holds n_images/shards x n_times Jacobians of 784 x 784 float32 (2.4 MB each) in memory,
-    plus the analysis' float64 copies; scale with the shard size, more on each retry."""
-    return int((2000 + 8 * _jacobians_per_shard()) * attempt)
+    """A shard's Jacobian or spectra job (`_jacobians_mem_mb`), more on each retry."""
+    return int(_jacobians_mem_mb(_jacobians_per_shard()) * attempt)
+
+
+def heldout_jacobian_mem_mb(wildcards=None, attempt=1):
+    """The held-out calibration points' job (at least 4 GB), more on each retry."""
+    n = config["calibration"]["n_images"] * len(config["sample"]["times"])
+    return int(max(4000, _jacobians_mem_mb(n)) * attempt)

@@ -1,5 +1,5 @@
 rule compute_jacobians:
-    """Exact score Jacobians at every saved image and time of one shard of the sampled sequences."""
+    """Score Jacobians, or their matrix-free spectra (jacobian.route), at each saved (image, t) of a shard."""
     input:
         model=f"{OUT}/model/model.pt",
         sequences=f"{OUT}/samples/sequences.h5",
@@ -18,7 +18,8 @@ rule compute_jacobians:
         gpu=gpu_count,
     params:
         device=config["device"],
-        jacobian=config["jacobian"],
+        jacobian=jacobian_params(),
+        lowrank=lowrank_slacks(),
     script:
         "../scripts/compute_jacobians.py"
 
@@ -38,14 +39,15 @@ rule compute_heldout_jacobians:
         ENV
     threads: cpu_threads
     resources:
-        mem_mb=4000,
+        mem_mb=heldout_jacobian_mem_mb,
         runtime=heldout_jacobian_runtime,
         gpu=gpu_count,
     params:
         device=config["device"],
         # the sampled sequences' record times (not the sequences: a new sampling run recomputes nothing here)
         times=config["sample"]["times"],
-        jacobian={k: config["jacobian"][k] for k in ("dtype", "chunk_size", "method", "memory_format")},
+        jacobian=jacobian_params(("dtype", "chunk_size", "method", "memory_format", "k_max", "lowrank")),
+        lowrank=lowrank_slacks(sweep=False),
         calibration=config["calibration"],
     script:
         "../scripts/compute_heldout_jacobians.py"

@@ -12,5 +12,5 @@ setup_torch(snakemake.threads)
 device = resolve_device(p.device)
 out, attrs = compute_heldout_jacobians(io.load_checkpoint(snakemake.input.model, map_location=device),
                                        io.read_dataset(snakemake.input.data), list(p.times), device=device,
-                                       jacobian=dict(p.jacobian), calibration=dict(p.calibration))
-io.write_h5(snakemake.output[0], out, attrs, chunks={"J": (1, 1, *out["J"].shape[2:])})
+                                       jacobian=dict(p.jacobian), calibration=dict(p.calibration), **p.lowrank)
+io.write_h5(snakemake.output[0], out, attrs, chunks=io.point_chunks(out))

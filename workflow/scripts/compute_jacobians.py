@@ -1,4 +1,5 @@
-"""Rule compute_jacobians: exact score Jacobians of the EMA model at every saved (image, t) of one shard."""
+"""Rule compute_jacobians: score Jacobians (or their matrix-free spectra) of the EMA model at every saved (image, t)
+of one shard."""
 from score_geometry.runtime import setup_logging
 
 setup_logging(snakemake.log[0])
@@ -13,5 +14,5 @@ device = resolve_device(p.device)
 seq, attrs = io.read_h5(snakemake.input.sequences, ["x_t", "t", "sigma"])
 out, out_attrs = compute_jacobians(io.load_checkpoint(snakemake.input.model, map_location=device), seq,
                                    shard=int(snakemake.wildcards.shard), device=device, jacobian=dict(p.jacobian),
-                                   config_hash=attrs["config_hash"])
-io.write_h5(snakemake.output[0], out, out_attrs, chunks={"J": (1, 1, *out["J"].shape[2:])})
+                                   config_hash=attrs["config_hash"], **p.lowrank)
+io.write_h5(snakemake.output[0], out, out_attrs, chunks=io.point_chunks(out))

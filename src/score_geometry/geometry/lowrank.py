@@ -49,18 +49,12 @@ import torch
 from ..jacobian import no_tf32
 from ..spectra import local_dimension, subspace_overlap
 from ..skew import skew_tolerance
+from .routes import EXACT_MAX_DIM, ROUTES, choose_route  # noqa: F401 (re-exported)
 
 __all__ = ["JacobianProducts", "LowRankSpectrum", "lowrank_spectrum", "smallest_eigenpairs", "slq_quantile",
-           "ROUTES", "EXACT_MAX_DIM", "choose_route", "lowrank_at_times"]
+           "ROUTES", "EXACT_MAX_DIM", "choose_route", "lowrank_at_times", "pack_spectra", "unpack_spectra",
+           "is_packed"]
 
-#: The spectral routes a Jacobian stage can take, by name.
-ROUTES = ("auto", "exact", "lowrank")
-#: ``"auto"`` takes the exact route up to this D and the matrix-free one above. At D = 784 the matrix-free
-#: route costs ~22x the exact route's network passes and ~58x its time on 2 CPU cores (docs/benchmarks.md,
-#: trained U-Net: it is exact to 1e-5 but pays for k ~ D/4 converged triplets); the crossover above 784 has not
-#: been measured yet, so auto keeps the exact route wherever its D x D float32 matrix is at most 600 MB
-#: (D = 12,288, a 3 x 64 x 64 image).
-EXACT_MAX_DIM = 12_288
 
 ScoreFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 _PRODUCTS = ("auto", "forward", "double_backward")
@@ -174,13 +168,21 @@ def _orth(W: np.ndarray, Q: Optional[np.ndarray] = None, rtol: float = 1e-10) ->
     return U[:, s > rtol * scale]
 
 
-def _power_max(apply: Callable[[np.ndarray], np.ndarray], D: int, rng: np.random.Generator, iters: int = 12) -> float:
-    """An estimate (from below, Rayleigh-Ritz on a 4-column power block) of the largest eigenvalue of a PSD M."""
+def _power_top(apply: Callable[[np.ndarray], np.ndarray], D: int, rng: np.random.Generator,
+               iters: int = 12) -> tuple[float, np.ndarray]:
+    """The top Ritz pair of a 4-column power block of a PSD M: its value (a lower estimate of the largest
+    eigenvalue) and vector (D,)."""
     Q = _orth(rng.standard_normal((D, min(4, D))))
     for _ in range(iters):
         Q = _orth(apply(Q))
     MQ = apply(Q)
-    return float(np.linalg.eigvalsh(0.5 * (Q.T @ MQ + MQ.T @ Q)).max())
+    theta, Z = np.linalg.eigh(0.5 * (Q.T @ MQ + MQ.T @ Q))
+    return float(theta[-1]), Q @ Z[:, -1]
+
+
+def _power_max(apply: Callable[[np.ndarray], np.ndarray], D: int, rng: np.random.Generator, iters: int = 12) -> float:
+    """An estimate (from below, Rayleigh-Ritz on a 4-column power block) of the largest eigenvalue of a PSD M."""
+    return _power_top(apply, D, rng, iters)[0]
 
 
 class Eigenpairs(NamedTuple):
@@ -198,7 +200,7 @@ class Eigenpairs(NamedTuple):
 def smallest_eigenpairs(apply: Callable[[np.ndarray], np.ndarray], D: int, want: Callable[[np.ndarray], Any], *,
                         k0: int = 32, k_max: int = 1024, depth: int = 3, tol: float = 1e-6,
                         witness_tol: Optional[float] = None, X0: Optional[np.ndarray] = None,
-                        max_restarts: int = 40, seed: int = 0) -> Eigenpairs:
+                        max_restarts: int = 40, converge_capped: bool = True, seed: int = 0) -> Eigenpairs:
     """The smallest eigenpairs of a symmetric positive semi-definite operator, matrix-free.
 
     Restarted block Krylov with Rayleigh-Ritz on ``c I - M`` (``c`` from a power iteration): each cycle spans
@@ -215,6 +217,8 @@ def smallest_eigenpairs(apply: Callable[[np.ndarray], np.ndarray], D: int, want:
         apply: ``M V`` for a (D, b) block.
         want: Ritz values (ascending) -> number of smallest pairs needed (>= 1), or (that number, threshold).
         X0: (D, j) starting vectors (e.g. an earlier call's), completed with random columns to the block size.
+        converge_capped: where ``want`` exceeds ``k_max``, converge the ``k_max`` smallest pairs before returning
+            them (True), or return as soon as that is seen, unconverged (False: for a caller with another way).
 
     Returns:
         `Eigenpairs` (values, vectors, residual relative to ``c``, capped: True where ``k_max`` (or D) stopped the
@@ -265,6 +269,8 @@ def smallest_eigenpairs(apply: Callable[[np.ndarray], np.ndarray], D: int, want:
         full = Qall.shape[1] >= D
         if n > min(k_max, D):
             n_cap = min(k_max, D)
+            if not converge_capped:
+                return Eigenpairs(lam[:n_cap], Y[:, :n_cap], res[:n_cap], True, False)
             if b >= min(n_cap + max(n_cap // 4, 8), D) and np.all(res[:n_cap] <= tol):
                 return Eigenpairs(lam[:n_cap], Y[:, :n_cap], res[:n_cap], True, True)
         elif converged(lam, res, n, thr) or full:
@@ -350,12 +356,16 @@ class LowRankSpectrum:
 
     ``singular_values`` (k,) ascending, ``u``, ``v`` (D, k), ``cos_uv`` (k,), ``residual_uv`` (k,):
     ``||J^T u_i - s_i v_i|| / s_max``. ``eigvals`` (k,) of ``J~`` by ``|lambda|`` ascending, ``w`` (D, k),
-    ``residual_w`` (k,); ``eig_min``/``eig_max`` with ``w_minus``/``w_plus`` (D,): the extremes.
+    ``residual_w`` (k,); ``eig_min``/``eig_max`` with ``w_minus``/``w_plus`` (D,): the extremes. ``s_max`` with
+    ``u_plus``, ``v_plus`` (D,): the top Ritz triplet of a power block (``s_max`` from below; the vectors lie in
+    the top, off-manifold cluster, where the exact route's top pair is arbitrary too).
     ``local_dim``/``local_dim_own_floor``: r_t against (1 + kappa) sigma^2 and (1 + kappa) c sigma^2 with
     ``c = floor_ratio`` (± ``floor_ratio_se``); ``sweep``: {kappa: (paper's r_t, own floor's r_t)} for
     ``kappas``. ``capped``: k_max stopped the growth before the largest threshold was crossed, so every r_t
     not below k is a lower bound. ``skew_share_inside`` (± ``skew_share_inside_se``): ``||P H P||^2 / ||H||^2``
-    with P on ``span(v_1..v_r)``, NaN where J is symmetric to round-off. ``trace`` (± ``trace_se``) and
+    with P on ``span(v_1..v_r)``, NaN where J is symmetric to round-off; ``skew_h2`` (± ``skew_h2_se``): the
+    Hutchinson estimate of ``||H||_F^2`` (0 where J is symmetric to ``skew_tol``), for the share at any r
+    (`skew_share_inside_at`). ``trace`` (± ``trace_se``) and
     ``asymmetry`` (``||J - J^T||_F / ||J||_F``, as `spectra.Spectrum`'s): Hutchinson estimates from the same
     probes. ``converged``: every eigensolve met its tolerance (False: a RuntimeWarning said which did not).
     ``n_products``: network passes.
@@ -373,6 +383,12 @@ class LowRankSpectrum:
     eig_max: float
     w_minus: np.ndarray
     w_plus: np.ndarray
+    s_max: float
+    u_plus: np.ndarray
+    v_plus: np.ndarray
+    skew_h2: float
+    skew_h2_se: float
+    skew_tol: float
     sigma: float
     kappa: float
     local_dim: int
@@ -397,6 +413,28 @@ class LowRankSpectrum:
     def rank(self) -> int:
         """k, the number of computed singular triplets."""
         return int(self.singular_values.shape[0])
+
+    # the features of Fig. 2, named as `spectra.Spectrum`'s
+    @property
+    def u_minus(self) -> np.ndarray:
+        return self.u[:, 0]
+
+    @property
+    def v_minus(self) -> np.ndarray:
+        return self.v[:, 0]
+
+    @property
+    def w_zero(self) -> np.ndarray:
+        return self.w[:, 0]
+
+    def skew_share_inside_at(self, r: int) -> float:
+        """``||P H P||_F^2 / ||H||_F^2`` with P on ``span(v_1..v_r)`` for any ``1 <= r <= k`` (the r x r block
+        ``V_r^T J V_r = V_r^T U_r diag(s_r)`` exactly, over ``skew_h2``); NaN for r outside 1..k or a field
+        symmetric to round-off."""
+        if not (0 < r <= self.rank and self.skew_h2 > 0):
+            return math.nan
+        block = self.v[:, :r].T @ (self.u[:, :r] * self.singular_values[:r])
+        return float(np.sum((0.5 * (block - block.T)) ** 2)) / self.skew_h2
 
     def overlaps(self) -> dict[str, np.ndarray]:
         """Eq. 2's Phi_n^{u,v}, Phi_n^{u,w}, Phi_n^{v,w} for n <= k (`spectra.overlaps` on the computed part)."""
@@ -493,17 +531,27 @@ def lowrank_spectrum(score: ScoreFn, x: torch.Tensor, t: float, sigma: float, ka
     order = np.argsort(s)
     s, u, v = s[order], Ut[:, order], V @ Zh.T[:, order]
     res_uv = np.linalg.norm(ops.jtu(u) - v * s, axis=0)
-    s_max = math.sqrt(max(_power_max(ops.gram, D, rng, iters=6), 0.0)) or 1.0
+    # the top of the spectrum: a Ritz vector of a power block, in the off-manifold cluster (u_+, v_+ of Fig. 2)
+    lam_top, v_plus = _power_top(ops.gram, D, rng, iters=6)
+    s_max = math.sqrt(max(lam_top, 0.0)) or 1.0
+    u_plus = ops.jv(v_plus[:, None])[:, 0]
+    u_plus = u_plus / (np.linalg.norm(u_plus) or 1.0)
     res_uv = res_uv / s_max
 
     # J~: its n_w eigenpairs of smallest |lambda|, as the largest algebraic ones of J~ (the smallest of the
     # positive semi-definite bound I - J~: two products per vector, the spectrum not squared), as many as it
     # takes for the n_w smallest |lambda| among them to be below |the last one| < 0 (every one not found is
-    # more negative still); then Rayleigh-Ritz on J~ in that span, ordered by |lambda|
+    # more negative still), up to 2 n_w + 64 of them; where J~ has more positive eigenvalues than that, the
+    # smallest eigenpairs of J~^2 instead (four products per vector); then Rayleigh-Ritz on J~ in that span,
+    # ordered by |lambda|
     n_w = V.shape[1]
     bound = 1.01 * s_max
-    lw, W, _, _, converged_w = smallest_eigenpairs(lambda B: bound * B - ops.sym(B), D, _smallest_abs_count(n_w, bound),
-                                      k0=n_w + 8, k_max=D, depth=depth, tol=tol, witness_tol=1e-3, seed=seed + 3)
+    lw, W, _, capped_w, converged_w = smallest_eigenpairs(
+        lambda B: bound * B - ops.sym(B), D, _smallest_abs_count(n_w, bound), k0=n_w + 8,
+        k_max=min(D, 2 * n_w + 64), depth=depth, tol=tol, witness_tol=1e-3, converge_capped=False, seed=seed + 3)
+    if capped_w:  # more positive eigenvalues than that (an expanding field, e.g. an untrained net): from J~^2
+        lw, W, _, _, converged_w = smallest_eigenpairs(lambda B: ops.sym(ops.sym(B)), D, lambda _l: n_w,
+                                                       k0=n_w + 8, k_max=n_w, depth=depth, tol=tol, seed=seed + 3)
     SW = ops.sym(W)
     lw, Zw = np.linalg.eigh(0.5 * (W.T @ SW + SW.T @ W))
     ow = np.argsort(np.abs(lw), kind="stable")[:n_w]
@@ -532,28 +580,19 @@ def lowrank_spectrum(score: ScoreFn, x: torch.Tensor, t: float, sigma: float, ka
     tr = np.sum(Zp * Jz, axis=0)
     block = v[:, :r].T @ (u[:, :r] * s[:r])
     inside = float(np.sum((0.5 * (block - block.T)) ** 2))
-    if H2 <= (skew_tol**2) * J2 or H2 == 0.0:
-        share, share_se = math.nan, math.nan
-    else:
-        share, share_se = inside / H2, inside / H2 * H2_se / H2
+    h2_share = H2 if H2 > (skew_tol**2) * J2 else 0.0  # symmetric to round-off: no share at any r
+    share = inside / h2_share if h2_share > 0 else math.nan
+    share_se = share * H2_se / h2_share if h2_share > 0 else math.nan
 
     return LowRankSpectrum(
         singular_values=s, u=u, v=v, cos_uv=np.sum(u * v, axis=0), residual_uv=res_uv, eigvals=lw, w=w,
-        residual_w=res_w, eig_min=eig_min, eig_max=eig_max, w_minus=w_minus, w_plus=w_plus, sigma=sigma,
+        residual_w=res_w, eig_min=eig_min, eig_max=eig_max, w_minus=w_minus, w_plus=w_plus, s_max=s_max,
+        u_plus=u_plus, v_plus=v_plus, skew_h2=h2_share, skew_h2_se=H2_se, skew_tol=float(skew_tol), sigma=sigma,
         kappa=float(kappa), local_dim=r, local_dim_own_floor=r_own, floor_ratio=float(c), floor_ratio_se=float(c_se),
         sweep=sweep, capped=capped, skew_share_inside=share,
         skew_share_inside_se=share_se, trace=float(tr.mean()), trace_se=float(tr.std(ddof=1) / math.sqrt(skew_probes)),
         asymmetry=2.0 * math.sqrt(H2 / J2) if J2 > 0 else 0.0, converged=bool(converged and converged_w and converged_ext),
         n_products=ops.n_products)
-
-
-def choose_route(method: str, D: int) -> str:
-    """``"exact"`` or ``"lowrank"`` for a ``method`` of `ROUTES` and an image of D numbers."""
-    if method not in ROUTES:
-        raise ValueError(f"method must be one of {ROUTES}, got {method!r}")
-    if method == "auto":
-        return "exact" if D <= EXACT_MAX_DIM else "lowrank"
-    return method
 
 
 def lowrank_at_times(score: ScoreFn, x_t: np.ndarray, t, sigma, kappa: float = 0.1, *, device="cpu",
@@ -573,4 +612,92 @@ def lowrank_at_times(score: ScoreFn, x_t: np.ndarray, t, sigma, kappa: float = 0
                 row.append(lowrank_spectrum(score, x, float(t[j]), float(sigma[j]), kappa, **options))
                 bar.update(1)
             out.append(row)
+    return out
+
+
+# ----------------------------------------------------------------------------
+# many spectra as arrays (what the Jacobian stage writes instead of D x D matrices)
+# ----------------------------------------------------------------------------
+
+#: `LowRankSpectrum`'s fields by kind: per computed rank (n, T, K), vectors per rank (n, T, D, K), one vector
+#: per point (n, T, D) and scalars (n, T); K is the largest k of the block, shorter spectra padded with NaN.
+_PER_RANK = ("singular_values", "cos_uv", "residual_uv", "eigvals", "residual_w")
+_RANK_VECTORS = ("u", "v", "w")
+_VECTORS = ("w_minus", "w_plus", "u_plus", "v_plus")
+_SCALARS = ("eig_min", "eig_max", "s_max", "skew_h2", "skew_h2_se", "skew_tol", "kappa", "local_dim",
+            "local_dim_own_floor", "floor_ratio", "floor_ratio_se", "capped", "skew_share_inside",
+            "skew_share_inside_se", "trace", "trace_se", "asymmetry", "converged", "n_products")
+_INTEGER = ("local_dim", "local_dim_own_floor", "n_products")
+_BOOLEAN = ("capped", "converged")
+#: The dataset that tells a file of packed spectra (`pack_spectra`) from one of D x D Jacobians (``J``).
+PACKED_KEY = "lowrank_k"
+
+
+def pack_spectra(spectra: list[list[LowRankSpectrum]]) -> dict[str, np.ndarray]:
+    """``spectra[i][j]`` (n images x T times, `lowrank_at_times`) as arrays, O(n T k D): the singular triplets and
+    eigenpairs (``u``, ``v``, ``w`` (n, T, D, K) float32, the rest float64), ``lowrank_k`` (n, T) each spectrum's
+    k, ``sweep_kappas`` (S,) and ``sweep_ranks`` (n, T, S, 2) (the paper's and the own floor's r_t per kappa).
+    `unpack_spectra` inverts it (vectors to float32 round-off)."""
+    flat = [s for row in spectra for s in row]
+    if not flat:
+        raise ValueError("no spectra to pack")
+    n, n_t = len(spectra), len(spectra[0])
+    K, D = max(s.rank for s in flat), flat[0].dim
+    kappas = sorted(flat[0].sweep)
+    if any(sorted(s.sweep) != kappas for s in flat):
+        raise ValueError("every spectrum must have been computed at the same kappas")
+    sigma = np.array([s.sigma for s in spectra[0]], dtype=np.float64)
+    if any(not np.allclose([s.sigma for s in row], sigma, rtol=1e-12, atol=0) for row in spectra):
+        raise ValueError("every image's spectra must be at the same times (sigma)")
+    out: dict[str, np.ndarray] = {PACKED_KEY: np.zeros((n, n_t), dtype=np.int64), "sigma": sigma,
+                                  "sweep_kappas": np.asarray(kappas, dtype=np.float64),
+                                  "sweep_ranks": np.zeros((n, n_t, len(kappas), 2), dtype=np.int64)}
+    out |= {f: np.full((n, n_t, K), np.nan) for f in _PER_RANK}
+    out |= {f: np.full((n, n_t, D, K), np.nan, dtype=np.float32) for f in _RANK_VECTORS}
+    out |= {f: np.empty((n, n_t, D), dtype=np.float32) for f in _VECTORS}
+    out |= {f: np.empty((n, n_t), dtype=np.int64 if f in _INTEGER else bool if f in _BOOLEAN else np.float64)
+            for f in _SCALARS}
+    for i, row in enumerate(spectra):
+        if len(row) != n_t:
+            raise ValueError("every image needs a spectrum at every time")
+        for j, s in enumerate(row):
+            k = s.rank
+            out[PACKED_KEY][i, j] = k
+            out["sweep_ranks"][i, j] = [s.sweep[kappa] for kappa in kappas]
+            for f in _PER_RANK:
+                out[f][i, j, :k] = getattr(s, f)
+            for f in _RANK_VECTORS:
+                out[f][i, j, :, :k] = getattr(s, f)
+            for f in _VECTORS:
+                out[f][i, j] = getattr(s, f)
+            for f in _SCALARS:
+                out[f][i, j] = getattr(s, f)
+    return out
+
+
+def is_packed(datasets) -> bool:
+    """Whether a Jacobian stage's datasets are packed matrix-free spectra (`pack_spectra`) rather than ``J``."""
+    return PACKED_KEY in datasets
+
+
+def unpack_spectra(datasets) -> list[list[LowRankSpectrum]]:
+    """`pack_spectra`'s arrays (e.g. read back from HDF5) as ``spectra[i][j]``."""
+    ks = np.asarray(datasets[PACKED_KEY])
+    kappas = [float(k) for k in np.asarray(datasets["sweep_kappas"])]
+    out = []
+    for i in range(ks.shape[0]):
+        row = []
+        for j in range(ks.shape[1]):
+            k = int(ks[i, j])
+            fields = {f: np.asarray(datasets[f][i, j, :k], dtype=np.float64) for f in _PER_RANK}
+            fields |= {f: np.asarray(datasets[f][i, j, :, :k], dtype=np.float64) for f in _RANK_VECTORS}
+            fields |= {f: np.asarray(datasets[f][i, j], dtype=np.float64) for f in _VECTORS}
+            for f in _SCALARS:
+                value = datasets[f][i, j]
+                fields[f] = int(value) if f in _INTEGER else bool(value) if f in _BOOLEAN else float(value)
+            fields["sigma"] = float(datasets["sigma"][j])
+            ranks = np.asarray(datasets["sweep_ranks"][i, j])
+            fields["sweep"] = {kappa: (int(ranks[a, 0]), int(ranks[a, 1])) for a, kappa in enumerate(kappas)}
+            row.append(LowRankSpectrum(**fields))
+        out.append(row)
     return out

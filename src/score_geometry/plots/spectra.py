@@ -76,13 +76,16 @@ def fig3_cosines(spectra: "pd.DataFrame", *, examples: list[int], ncols: int = 3
 def fig3_spectrum(spectra: "pd.DataFrame", diagnostics: "pd.DataFrame", *, examples: list[int]) -> plt.Figure:
     """Fig. 3 bottom left: 1/s_i against rank (log scale) for example images at each t (colour: t, line
     style: image), sigma_t^2 as a thick grey line under the curves and the local dimension r_t as a dot on
-    each curve. The legend names all three encodings."""
+    each curve. The legend names all three encodings. For the matrix-free route (diagnostics' ``route`` is
+    lowrank) the curves end at the computed rank k, and each image's estimated floor (its calibration ratio x
+    sigma_t^2, `geometry.lowrank`'s quadrature) is drawn faint from k to D, where the spectrum was not computed."""
     from matplotlib.lines import Line2D
 
     ts = sorted(spectra["t"].unique())
     colours = _t_colours(ts)
     styles = ("-", "--", ":", "-.")
     fig, ax = plt.subplots(figsize=(5.6, 3.4))
+    estimated = False
     for t in ts:
         d = spectra[spectra["t"] == t]
         sigma = d["sigma"].iloc[0]
@@ -90,7 +93,13 @@ def fig3_spectrum(spectra: "pd.DataFrame", diagnostics: "pd.DataFrame", *, examp
         for k, img in enumerate(examples):
             e = d[d["image"] == img]
             ax.plot(e["rank"], e["inverse_singular_value"], color=colours[t], lw=0.9, ls=styles[k % len(styles)])
-            r = diagnostics[(diagnostics["t"] == t) & (diagnostics["image"] == img)]["local_dim"]
+            row = diagnostics[(diagnostics["t"] == t) & (diagnostics["image"] == img)]
+            if len(row) and "route" in row and row["route"].iloc[0] == "lowrank":
+                floor = float(row["calibration_ratio"].iloc[0]) * sigma**2
+                ax.plot([int(row["k"].iloc[0]), int(row["dim"].iloc[0])], [floor, floor], color=colours[t], lw=2,
+                        alpha=0.4, ls=styles[k % len(styles)])
+                estimated = True
+            r = row["local_dim"]
             if len(r) and int(r.iloc[0]) > 0:
                 ri = int(r.iloc[0])
                 ax.plot([ri], e.loc[e["rank"] == ri, "inverse_singular_value"], "o", color=colours[t], ms=4,
@@ -103,6 +112,8 @@ def fig3_spectrum(spectra: "pd.DataFrame", diagnostics: "pd.DataFrame", *, examp
                 for k, img in enumerate(examples)]
     handles += [Line2D([], [], color="0.55", lw=3, alpha=0.35, label="$\\sigma_t^2$ (floor)"),
                 Line2D([], [], ls="none", marker="o", color="0.6", ms=4, mec="k", mew=0.5, label="$r_t$")]
+    if estimated:
+        handles.append(Line2D([], [], color="0.3", lw=2, alpha=0.4, label="estimated floor\n(ranks > k not computed)"))
     ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
     fig.tight_layout()
     return fig

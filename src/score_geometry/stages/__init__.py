@@ -46,6 +46,7 @@ _EXPORTS = {
     "DTYPES": "jacobians", "MEMORY_FORMATS": "jacobians", "memory_format": "jacobians", "shard_images": "jacobians",
     "jacobians_at_times": "jacobians", "model_jacobians": "jacobians", "noisy_heldout": "jacobians",
     "heldout_jacobians": "jacobians", "compute_jacobians": "jacobians", "compute_heldout_jacobians": "jacobians",
+    "model_spectra": "jacobians", "lowrank_kappas": "jacobians",
     # geometry
     "SHARD_TABLES": "geometry", "analyse_spectra": "geometry", "calibrate_noise_floor": "geometry",
     "summarise_results": "geometry", "evaluate_claims": "geometry", "analyse_images": "geometry",

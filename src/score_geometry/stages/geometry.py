@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from ..analysis import (FEATURE_NAMES, analyse_jacobians, calibration_from_jacobians, calibration_summary,
-                        lowrank_spectrum_tables, summary_table)
+from ..analysis import (FEATURE_NAMES, analyse_jacobians, analyse_lowrank, analyse_shard, calibration_from_jacobians,
+                        calibration_summary, summary_table)
 from ..claims import RunTables, claims_markdown, claims_table
 from ..report import ReportTable, report_table
 
@@ -28,7 +28,8 @@ def analyse_spectra(jacobians: Mapping[str, np.ndarray], predictions: pd.DataFra
     """Rule analyse_spectra: SVD, symmetrised eigendecomposition, r_t, overlaps and diagnostics of one shard.
 
     Args:
-        jacobians: J (n, T, D, D), images (n,), t (T,), sigma (T,) of a jacobians/shard_<k>.h5.
+        jacobians: J (n, T, D, D), or the matrix-free route's packed spectra (`geometry.lowrank.pack_spectra`),
+            with images (n,), t (T,), sigma (T,), of a jacobians/shard_<k>.h5 (`analysis.analyse_shard`).
         predictions: samples/predictions.parquet (image, label: the classifier's digit of each sequence).
         analysis: the ``analysis:`` config section (kappa, kappa_sweep).
 
@@ -37,10 +38,8 @@ def analyse_spectra(jacobians: Mapping[str, np.ndarray], predictions: pd.DataFra
         images, t, sigma) and attributes (feature_names).
     """
     labels = predictions.set_index("image")["label"]
-    result = analyse_jacobians(jacobians["J"], images=jacobians["images"],
-                               labels=labels.loc[jacobians["images"]].to_numpy(), t=jacobians["t"],
-                               sigma=jacobians["sigma"], run=run, kappa=analysis["kappa"],
-                               kappa_sweep=analysis["kappa_sweep"])
+    result = analyse_shard(jacobians, labels=labels.loc[jacobians["images"]].to_numpy(), run=run,
+                           kappa=analysis["kappa"], kappa_sweep=analysis["kappa_sweep"])
     features = {"features": result.features, "images": jacobians["images"], "t": jacobians["t"],
                 "sigma": jacobians["sigma"]}
     return ({name: getattr(result, name) for name in SHARD_TABLES}, features,
@@ -113,7 +112,7 @@ def analyse_images(model: "ScoreModel", images: np.ndarray, t: Sequence[float], 
     import torch
 
     from ..geometry.lowrank import choose_route, lowrank_at_times
-    from .jacobians import jacobians_at_times, noisy_heldout
+    from .jacobians import jacobians_at_times, lowrank_kappas, noisy_heldout
 
     images = np.asarray(images, dtype=np.float32)
     if tuple(images.shape[1:]) != tuple(model.image_shape):
@@ -123,15 +122,13 @@ def analyse_images(model: "ScoreModel", images: np.ndarray, t: Sequence[float], 
     sigma = model.sde.sigma(torch.tensor(np.asarray(t), dtype=torch.float64)).numpy()
     if choose_route(route, int(np.prod(model.image_shape))) == "lowrank":
         spectra = lowrank_at_times(model.score, x_t, t, sigma, kappa, device=device, progress=progress,
-                                   kappas=[k for k in kappa_sweep if k >= kappa], k_max=k_max)
-        tables = [lowrank_spectrum_tables(spectra[i][j], run=run, image=i, label=int(labels[i]), t=float(t[j]))
-                  for i in range(len(images)) for j in range(len(t))]
-        res = {k: pd.concat([tab[k] for tab in tables], ignore_index=True) for k in tables[0]}
+                                   kappas=lowrank_kappas(kappa, kappa_sweep), k_max=k_max)
+        shard = analyse_lowrank(spectra, images=range(len(images)), labels=labels, t=t, run=run)
     else:
         J = jacobians_at_times(model.score, x_t, t, device=device, chunk_size=chunk_size, method=method,
                                progress=progress)
         shard = analyse_jacobians(J, images=range(len(images)), labels=labels, t=t, sigma=sigma, run=run, kappa=kappa,
                                   kappa_sweep=kappa_sweep, progress=progress)
-        res = {k: getattr(shard, k) for k in SHARD_TABLES}
+    res = {k: getattr(shard, k) for k in SHARD_TABLES}
     return res | {"summary": summary_table(res["diagnostics"], res["overlaps"]),
                   "calibration": calibration_summary(res["diagnostics"])}

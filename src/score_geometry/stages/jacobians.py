@@ -1,5 +1,6 @@
-"""The Jacobian stages (rules compute_jacobians, compute_heldout_jacobians): exact score Jacobians of a
-checkpoint's model at the sampled sequences or at forward-noised held-out digits."""
+"""The Jacobian stages (rules compute_jacobians, compute_heldout_jacobians): the score Jacobians of a
+checkpoint's model at the sampled sequences or at forward-noised held-out digits, as D x D matrices (the exact
+route) or as their matrix-free spectra (`geometry.lowrank`, by ``jacobian.route``)."""
 
 from __future__ import annotations
 
@@ -80,6 +81,38 @@ def model_jacobians(checkpoint: Mapping[str, Any], x_t: np.ndarray, t: Sequence[
                               method=jacobian["method"])
 
 
+def lowrank_kappas(kappa: float, kappa_sweep: Sequence[float] = ()) -> list[float]:
+    """The slacks the matrix-free route computes r_t at: `kappa` and the sweep's kappas at or above it (a smaller
+    kappa moves the threshold into the dense off-manifold bulk, where k would have to grow towards D/2)."""
+    return sorted({float(kappa), *(float(k) for k in kappa_sweep if k >= kappa)})
+
+
+def model_spectra(checkpoint: Mapping[str, Any], x_t: np.ndarray, t: Sequence[float], sigma: Sequence[float], *,
+                  device: torch.device | str, jacobian: Mapping[str, Any], kappa: float = 0.1,
+                  kappa_sweep: Sequence[float] = (), progress: bool = True) -> dict[str, np.ndarray]:
+    """What the Jacobian stage stores of every (image, t), by the `jacobian` config section's route
+    (`geometry.lowrank.choose_route` of ``jacobian.route`` and D): ``{"J": (n, T, D, D)}`` for the exact route
+    (`model_jacobians`), or the matrix-free spectra packed as arrays (`geometry.lowrank.pack_spectra`: the k
+    triplets and eigenpairs, O(k D) per point), computed at `lowrank_kappas` with ``jacobian.k_max`` and the
+    options of ``jacobian.lowrank``.
+
+    Args:
+        x_t: (n, T, *S), x_t[:, j] at time t[j] (see `jacobians_at_times`); sigma: (T,).
+    """
+    from ..geometry.lowrank import choose_route, lowrank_at_times, pack_spectra
+
+    D = int(np.prod(x_t.shape[2:]))
+    if choose_route(jacobian.get("route", "exact"), D) == "exact":
+        return {"J": model_jacobians(checkpoint, x_t, t, device=device, jacobian=jacobian)}
+    dtype = DTYPES[jacobian["dtype"]]
+    score_fn = score_fn_from_checkpoint(checkpoint, device=device, dtype=dtype,
+                                        memory_format=memory_format(jacobian["memory_format"], device))
+    spectra = lowrank_at_times(score_fn, x_t, t, sigma, kappa, device=device, dtype=dtype, progress=progress,
+                               kappas=lowrank_kappas(kappa, kappa_sweep), k_max=jacobian["k_max"],
+                               **jacobian.get("lowrank", {}))
+    return pack_spectra(spectra)
+
+
 def noisy_heldout(images: np.ndarray, t: Sequence[float], sde: VPSDE, *, seed: int) -> np.ndarray:
     """Forward-noised real images: x_t = alpha_t x_0 + sigma_t eps for each image and t.
 
@@ -101,14 +134,15 @@ def noisy_heldout(images: np.ndarray, t: Sequence[float], sde: VPSDE, *, seed: i
 
 def heldout_jacobians(checkpoint: Mapping[str, Any], dataset: Any, t: Sequence[float], *,
                       device: torch.device | str, jacobian: Mapping[str, Any],
-                      calibration: Mapping[str, Any]) -> dict[str, np.ndarray]:
+                      calibration: Mapping[str, Any], kappa: float = 0.1) -> dict[str, np.ndarray]:
     """The model's score Jacobians on forward-noised held-out real digits, for the noise-floor calibration.
 
     `calibration.n_images` held-out digits are chosen with `calibration.seed`, round-robin over labels so a
     handful still covers many classes, and noised at each t (x_t = alpha_t x_0 + sigma_t eps).
 
     Returns:
-        J (n, T, 784, 784) float32, images (n,) held-out indices, labels (n,), t (T,), sigma (T,).
+        J (n, T, D, D) float32 (or the matrix-free route's packed spectra at `kappa`, `model_spectra`), images (n,)
+        held-out indices, labels (n,), t (T,), sigma (T,).
     """
     from ..datasets import to_model_range
 
@@ -119,15 +153,17 @@ def heldout_jacobians(checkpoint: Mapping[str, Any], dataset: Any, t: Sequence[f
     chosen = np.array(order[: calibration["n_images"]])
     sde = VPSDE(**checkpoint["config"]["sde"])
     x_t = noisy_heldout(to_model_range(dataset.heldout_images[chosen]).numpy(), t, sde, seed=calibration["seed"])
-    J = model_jacobians(checkpoint, x_t, t, device=device, jacobian=jacobian)
     sigma = sde.sigma(torch.tensor(np.asarray(t), dtype=torch.float64)).numpy()
-    return {"J": J, "images": chosen, "labels": labels[chosen], "t": np.asarray(t, dtype=np.float64), "sigma": sigma}
+    out = model_spectra(checkpoint, x_t, t, sigma, device=device, jacobian=jacobian, kappa=kappa)
+    return out | {"images": chosen, "labels": labels[chosen], "t": np.asarray(t, dtype=np.float64), "sigma": sigma}
 
 
 def compute_jacobians(checkpoint: Mapping[str, Any], sequences: Mapping[str, np.ndarray], *, shard: int,
-                      device: torch.device | str, jacobian: Mapping[str, Any],
-                      config_hash: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """Rule compute_jacobians: the Jacobians of one shard of the first `jacobian.n_images` sequences.
+                      device: torch.device | str, jacobian: Mapping[str, Any], config_hash: str,
+                      kappa: float = 0.1, kappa_sweep: Sequence[float] = ()) -> tuple[dict[str, np.ndarray],
+                                                                                     dict[str, Any]]:
+    """Rule compute_jacobians: the Jacobians of one shard of the first `jacobian.n_images` sequences, by the
+    configured route (`model_spectra`; `kappa`, `kappa_sweep`: the matrix-free route's r_t).
 
     Args:
         sequences: x_t (n, T, ...), t (T,), sigma (T,) of samples/sequences.h5.
@@ -135,17 +171,23 @@ def compute_jacobians(checkpoint: Mapping[str, Any], sequences: Mapping[str, np.
         config_hash: the sequences' config hash, carried to the output.
 
     Returns:
-        The shard's HDF5 datasets (J (n_shard, T, D, D), images, t, sigma) and attributes.
+        The shard's HDF5 datasets (J (n_shard, T, D, D) or the packed spectra; images, t, sigma) and attributes.
     """
     images = shard_images(jacobian["n_images"], jacobian["shards"], shard)
-    J = model_jacobians(checkpoint, sequences["x_t"][images], sequences["t"], device=device, jacobian=jacobian)
-    return ({"J": J, "images": images, "t": sequences["t"], "sigma": sequences["sigma"]},
-            {"config_hash": config_hash, "jacobian": dict(jacobian), "device": str(device)})
+    out = model_spectra(checkpoint, sequences["x_t"][images], sequences["t"], sequences["sigma"], device=device,
+                        jacobian=jacobian, kappa=kappa, kappa_sweep=kappa_sweep)
+    return (out | {"images": images, "t": sequences["t"], "sigma": sequences["sigma"]},
+            {"config_hash": config_hash, "jacobian": dict(jacobian), "device": str(device),
+             "route": "lowrank" if "J" not in out else "exact"})
 
 
 def compute_heldout_jacobians(checkpoint: Mapping[str, Any], dataset: Any, t: Sequence[float], *,
                               device: torch.device | str, jacobian: Mapping[str, Any],
-                              calibration: Mapping[str, Any]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+                              calibration: Mapping[str, Any], kappa: float = 0.1
+                              ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Rule compute_heldout_jacobians: `heldout_jacobians` as HDF5 datasets and attributes."""
-    out = heldout_jacobians(checkpoint, dataset, t, device=device, jacobian=jacobian, calibration=calibration)
-    return out, {"calibration": dict(calibration), "device": str(device)}
+    out = heldout_jacobians(checkpoint, dataset, t, device=device, jacobian=jacobian, calibration=calibration,
+                            kappa=kappa)
+    return out, {"calibration": dict(calibration), "device": str(device),
+                 "route": "lowrank" if "J" not in out else "exact"}
+
