@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import os
 import re
 import subprocess
@@ -196,3 +197,19 @@ def test_bench_lowrank_recovers_the_oracle_and_writes_its_table(tmp_path):
     row = pd.read_csv(out).iloc[0]
     assert row["D"] == 192 and row["r_lowrank"] == row["r_true"] == row["r_exact"] and row["max_angle_rad"] < 1e-3
     assert row["passes"] > 0 and row["seconds_exact"] > 0
+
+
+def test_bench_products_times_both_products_and_the_exact_route_per_d(tmp_path):
+    """The per-pass benchmark on two small shapes (D = 192 and 768, a narrow U-Net): one row per D with both
+    products' ms per pass, the exact route where asked, the matrix-free estimates per k (no timing asserted)."""
+    out = tmp_path / "products.csv"
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_products.py"), "--dims", "192,768",
+                           "--channels", "8,8,8", "--batch", "8", "--repeats", "1", "--exact-max", "192",
+                           "--ks", "10", "--threads", "1", "--out", str(out)],
+                          capture_output=True, text=True, timeout=E2E_TIMEOUT)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    table = pd.read_csv(out)
+    assert table["D"].tolist() == [192, 768] and table["shape"].tolist() == ["3x8x8", "3x16x16"]
+    assert (table[["jv_ms_per_pass", "vjp_ms_per_pass", "lowrank_seconds_est_k10"]] > 0).all().all()
+    assert table["exact_seconds"].iloc[0] > 0 and math.isnan(table["exact_seconds"].iloc[1])
+    assert table["D_vs_first"].tolist() == [1.0, 4.0]
