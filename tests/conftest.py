@@ -39,7 +39,8 @@ LONG_E2E_TIMEOUT = 2 * E2E_TIMEOUT
 #: machine; `make test` hands whole modules to its two xdist workers in collection order
 #: (`--no-loadscope-reorder`), and this order puts these first (longest-processing-time first: the workers end
 #: together, where xdist's default, modules with the most tests first, left these to one worker at the end). The
-#: first is independent of the shared tiny run, so one worker runs it while the other builds that.
+#: first builds its own run, not the shared tiny run, so one worker runs it while the other builds that (its last
+#: test dry-runs against the tiny run, by then built or nearly).
 HEAVY_MODULES = ("test_lowrank_workflow.py", "test_score_models.py", "test_slurm.py", "test_shapes.py",
                  "test_compare.py", "test_trajectory.py", "test_workflow.py", "test_report.py", "test_toy.py",
                  "test_train.py", "test_cli.py", "test_benchmarks.py", "test_lowrank.py")

@@ -255,8 +255,10 @@ def test_packed_spectra_read_back_to_the_same_tables():
     # the skew share is there at every r of every definition, not only the headline one
     assert via_stage.local_dims["skew_share_inside_own_floor"].notna().all()
     assert via_stage.features.shape == (2, 2, 7, 768) and np.isfinite(via_stage.features).all()
-    with pytest.raises(ValueError, match="recompute them"):
-        analyse_shard(packed | meta, labels=[1, 2], run="r", kappa=0.05, kappa_sweep=[])
+    for kappa, sweep in ((0.05, []), (0.2, []), (0.1, [0.5])):  # not computed at that kappa, or not that sweep
+        with pytest.raises(ValueError, match="recompute them"):
+            analyse_shard(packed | meta, labels=[1, 2], run="r", kappa=kappa, kappa_sweep=sweep)
+    assert spectra[0][0].skew_share_inside_at(0) == 0.0  # r_t = 0: no share inside, as the exact route's
 
 
 def test_claims_that_need_the_full_spectrum_are_not_measurable_on_the_matrix_free_route():

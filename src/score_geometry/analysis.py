@@ -207,12 +207,15 @@ def analyse_shard(datasets, *, labels: Sequence[int], run: str, kappa: float, ka
     from .geometry.lowrank import is_packed, unpack_spectra
 
     if is_packed(datasets):
-        spectra = unpack_spectra(datasets)
-        got = {round(float(k), 12) for k in datasets["sweep_kappas"]}
-        if round(float(kappa), 12) not in got:
-            raise ValueError(f"these matrix-free spectra were computed at kappa {sorted(got)}, not at {kappa:g}: "
-                             "recompute them (the Jacobian stage) with this analysis.kappa")
-        return analyse_lowrank(spectra, images=datasets["images"], labels=labels, t=datasets["t"], run=run)
+        stored = np.unique(np.asarray(datasets["kappa"], dtype=np.float64))
+        sweep = {round(float(k), 12) for k in datasets["sweep_kappas"]}
+        wanted = {round(float(k), 12) for k in (kappa, *kappa_sweep) if k >= kappa}
+        if not (len(stored) == 1 and np.isclose(stored[0], kappa, rtol=0, atol=1e-12)) or not wanted <= sweep:
+            raise ValueError(f"these matrix-free spectra were computed at kappa {stored.tolist()} with the sweep's "
+                             f"{sorted(sweep)}, not at kappa {kappa:g} with {sorted(wanted)}: recompute them (the "
+                             "Jacobian stage) with this analysis section")
+        return analyse_lowrank(unpack_spectra(datasets), images=datasets["images"], labels=labels, t=datasets["t"],
+                               run=run)
     return analyse_jacobians(datasets["J"], images=datasets["images"], labels=labels, t=datasets["t"],
                              sigma=datasets["sigma"], run=run, kappa=kappa, kappa_sweep=kappa_sweep,
                              progress=progress)

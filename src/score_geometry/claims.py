@@ -515,7 +515,7 @@ def claims_table(r: RunTables, *, kappa_sweep: Sequence[float] = ()) -> pd.DataF
         note = res.note
         if verdict != res.verdict:
             note = f"calibration outside {CALIBRATION_BAND} (r_t would be {res.verdict})"
-        if c.uses_r_t and capped:
+        if c.uses_r_t and capped and res.detail != NEEDS_FULL_SPECTRUM:
             note = "; ".join(filter(None, [note, f"r_t capped at jacobian.k_max (a lower bound) on {capped} "
                                                  f"of {len(r.diagnostics)} Jacobians"]))
         row = {"id": c.id, "section": c.section, "claim": c.claim, "statistic": c.statistic,

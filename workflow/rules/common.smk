@@ -206,24 +206,25 @@ ROUTE_ONLY_KEYS = {"exact": ("chunk_size", "method"), "lowrank": ("k_max", "lowr
 
 
 def jacobian_params(keys=None):
-    """The jacobian section as a Jacobian rule's params: `keys` (None: all) less the other route's keys, with
-    the route resolved."""
+    """The jacobian section as a Jacobian rule's params: `keys` (None: all) less the other route's keys; the
+    matrix-free route's also name it (so an exact run's params are what they were before the route existed, and
+    nothing is recomputed)."""
     route = jacobian_route()
-    other = ROUTE_ONLY_KEYS["lowrank" if route == "exact" else "exact"]
+    drop = ROUTE_ONLY_KEYS["lowrank"] + ("route",) if route == "exact" else ROUTE_ONLY_KEYS["exact"]
     section = config["jacobian"]
-    return {k: v for k, v in section.items() if k not in other and (keys is None or k in keys)} | {
-        "route": route
-    }
+    out = {k: v for k, v in section.items() if k not in drop and (keys is None or k in keys)}
+    return out if route == "exact" else out | {"route": route}
 
 
 def lowrank_slacks(sweep=True):
-    """The kappas the matrix-free route computes r_t at (it grows k until each is crossed), as the Jacobian
-    rules' params; the exact route's Jacobians do not depend on them (empty: changing kappa recomputes none).
-    """
+    """The kappas the matrix-free route computes r_t at (`stages.lowrank_kappas`: kappa and the sweep's at or
+    above it, so it grows k until each is crossed), as the Jacobian rules' params; the exact route's Jacobians do
+    not depend on them (empty: changing kappa recomputes none)."""
     if jacobian_route() != "lowrank":
         return {}
-    a = config["analysis"]
-    return {"kappa": a["kappa"], **({"kappa_sweep": a["kappa_sweep"]} if sweep else {})}
+    kappa = config["analysis"]["kappa"]
+    above = sorted({k for k in config["analysis"]["kappa_sweep"] if k >= kappa}) if sweep else []
+    return {"kappa": kappa, **({"kappa_sweep": above} if sweep else {})}
 
 
 def _seconds_per_jacobian():
@@ -249,13 +250,16 @@ def heldout_jacobian_runtime(wildcards=None, attempt=1):
 def _jacobians_mem_mb(n):
     """MB for n (image, t) points of the configured route: the exact route holds n Jacobians of D x D float32
     (2.4 MB each at D = 784) plus the analysis' float64 copies; the matrix-free route up to k_max triplets and
-    eigenpairs per point (3 vectors of D float32 each) plus its solver's Krylov blocks (~4 x 1.25 k_max vectors
-    of D float64, twice)."""
+    eigenpairs per point (u, v, w: D x k each, float64 while computed or analysed, plus the float32 copy written)
+    plus its solver's Krylov blocks (depth + 1 blocks of ~1.25 k_max vectors of D float64, their images, the
+    Ritz vectors)."""
     D = image_dim()
     if jacobian_route() == "exact":
         return 2000 + 8 * (D / 784) ** 2 * n
     k = min(config["jacobian"]["k_max"], D)
-    return 2000 + 2 * 4 * 1.25 * k * D * 8 / 1e6 + 3 * k * D * 4 / 1e6 * n
+    depth = config["jacobian"]["lowrank"]["depth"]
+    solver = (2 * (depth + 1) + 1) * 1.25 * k * D * 8 / 1e6
+    return 2000 + solver + 3 * k * D * (8 + 4) / 1e6 * n
 
 
 def jacobian_mem_mb(wildcards=None, attempt=1):

@@ -75,7 +75,7 @@ rule calibrate_noise_floor:
     conda:
         ENV
     resources:
-        mem_mb=4000,
+        mem_mb=heldout_jacobian_mem_mb,
         runtime=30,
     params:
         run=RUN,

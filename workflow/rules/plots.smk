@@ -121,6 +121,8 @@ rule plot_fig3_cosines:
         code=figure_code("fig3_cosines"),
         dpi=config["plots"]["dpi"],
         examples=config["plots"]["examples"],
+        # the matrix-free route computes ranks 1..k only: no largest singular value to draw apart
+        full_spectrum=jacobian_route() == "exact",
     script:
         "../scripts/plot_figure.py"
 

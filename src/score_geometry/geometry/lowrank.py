@@ -218,7 +218,8 @@ def smallest_eigenpairs(apply: Callable[[np.ndarray], np.ndarray], D: int, want:
         want: Ritz values (ascending) -> number of smallest pairs needed (>= 1), or (that number, threshold).
         X0: (D, j) starting vectors (e.g. an earlier call's), completed with random columns to the block size.
         converge_capped: where ``want`` exceeds ``k_max``, converge the ``k_max`` smallest pairs before returning
-            them (True), or return as soon as that is seen, unconverged (False: for a caller with another way).
+            them (True), or return unconverged as soon as a block of ``k_max`` vectors still wants more (False:
+            for a caller with another way).
 
     Returns:
         `Eigenpairs` (values, vectors, residual relative to ``c``, capped: True where ``k_max`` (or D) stopped the
@@ -269,7 +270,7 @@ def smallest_eigenpairs(apply: Callable[[np.ndarray], np.ndarray], D: int, want:
         full = Qall.shape[1] >= D
         if n > min(k_max, D):
             n_cap = min(k_max, D)
-            if not converge_capped:
+            if not converge_capped and b >= n_cap:  # a block as large as the cap still wants more
                 return Eigenpairs(lam[:n_cap], Y[:, :n_cap], res[:n_cap], True, False)
             if b >= min(n_cap + max(n_cap // 4, 8), D) and np.all(res[:n_cap] <= tol):
                 return Eigenpairs(lam[:n_cap], Y[:, :n_cap], res[:n_cap], True, True)
@@ -429,10 +430,12 @@ class LowRankSpectrum:
 
     def skew_share_inside_at(self, r: int) -> float:
         """``||P H P||_F^2 / ||H||_F^2`` with P on ``span(v_1..v_r)`` for any ``1 <= r <= k`` (the r x r block
-        ``V_r^T J V_r = V_r^T U_r diag(s_r)`` exactly, over ``skew_h2``); NaN for r outside 1..k or a field
-        symmetric to round-off."""
-        if not (0 < r <= self.rank and self.skew_h2 > 0):
+        ``V_r^T J V_r = V_r^T U_r diag(s_r)`` exactly, over ``skew_h2``); 0 for r = 0 (as the exact route's
+        `skew.skew_shares`); NaN for r outside 0..k or a field symmetric to round-off."""
+        if not (0 <= r <= self.rank and self.skew_h2 > 0):
             return math.nan
+        if r == 0:
+            return 0.0
         block = self.v[:, :r].T @ (self.u[:, :r] * self.singular_values[:r])
         return float(np.sum((0.5 * (block - block.T)) ** 2)) / self.skew_h2
 

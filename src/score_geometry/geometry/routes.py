@@ -11,9 +11,10 @@ from __future__ import annotations
 ROUTES = ("auto", "exact", "lowrank")
 #: ``"auto"`` takes the exact route up to this D and the matrix-free one above. At D = 784 the matrix-free
 #: route costs ~22x the exact route's network passes and ~58x its time on 2 CPU cores (docs/benchmarks.md,
-#: trained U-Net: it is exact to 1e-5 but pays for k ~ D/4 converged triplets); the crossover above 784 has not
-#: been measured yet, so auto keeps the exact route wherever its D x D float32 matrix is at most 600 MB
-#: (D = 12,288, a 3 x 64 x 64 image).
+#: trained U-Net: it is exact to 1e-5 but pays for k ~ D/4 converged triplets). On the default-width U-Net the
+#: two cross near D = 12,288 (a 3 x 64 x 64 image: ~650 s of exact passes plus the SVD of a 600 MB matrix, against
+#: an estimated 300-900 s matrix-free for k = 100-300; docs/benchmarks.md, "One network pass against D"), so auto
+#: keeps the exact route, exact in every rank, up to there.
 EXACT_MAX_DIM = 12_288
 
 

@@ -19,17 +19,19 @@ def _t_colours(ts) -> dict:
 
 
 @figure("fig3_cosines")
-def fig3_cosines(spectra: "pd.DataFrame", *, examples: list[int], ncols: int = 3) -> plt.Figure:
+def fig3_cosines(spectra: "pd.DataFrame", *, examples: list[int], ncols: int = 3,
+                 full_spectrum: bool = True) -> plt.Figure:
     """Fig. 3 top: cos(u_i, v_i) = u_i . v_i against rank, one panel per t in a grid.
 
     Over all images, the median (line) and interquartile range (band) of ranks 1..D-1; the example images as
     dots (lines through the scattered low ranks only tangle). The last rank D (the largest singular value) is
     drawn apart, as its median and IQR: it can be an expanding direction (a positive eigenvalue of the
     symmetrised Jacobian with gain above 1/sigma_t^2, more likely at large t), whose cosine is near +1 instead
-    of -1; joined to the high-rank plateau it drew an unexplained spike.
+    of -1; joined to the high-rank plateau it drew an unexplained spike. ``full_spectrum=False`` (the matrix-free
+    route: ranks 1..k of each Jacobian, k its own) draws every computed rank alike, with no last rank apart.
     """
     ts = sorted(spectra["t"].unique())
-    D = int(spectra["rank"].max())
+    D = int(spectra["rank"].max()) + (0 if full_spectrum else 1)
     ncols = min(ncols, len(ts))
     nrows = -(-len(ts) // ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(2.55 * ncols, 2.05 * nrows + 0.15), sharex=True,
@@ -38,7 +40,7 @@ def fig3_cosines(spectra: "pd.DataFrame", *, examples: list[int], ncols: int = 3
     for k, (ax, t) in enumerate(zip(axes.flat, ts)):
         d = spectra[spectra["t"] == t]
         q = d.groupby("rank")["cos_uv"].quantile([0.25, 0.5, 0.75]).unstack()
-        bulk, last = q[q.index < D], q.loc[D]
+        bulk = q[q.index < D]
         ax.axhline(-1, color="0.6", lw=0.6, ls=":", label="$-1$: symmetric, contracting")
         ax.fill_between(bulk.index, bulk[0.25], bulk[0.75], color="0.8", lw=0, label="IQR over images")
         ax.plot(bulk.index, bulk[0.5], color="k", lw=1.2, label="median over images")
@@ -46,8 +48,11 @@ def fig3_cosines(spectra: "pd.DataFrame", *, examples: list[int], ncols: int = 3
             e = d[d["image"] == img]
             ax.plot(e["rank"], e["cos_uv"], ls="none", marker=markers[j % len(markers)], ms=2.2, mew=0,
                     alpha=0.75, color=OKABE_ITO[j % len(OKABE_ITO)], label=f"image {img}")
-        ax.errorbar([D], [last[0.5]], yerr=[[last[0.5] - last[0.25]], [last[0.75] - last[0.5]]], fmt="D",
-                    ms=4, mfc="white", mec="k", ecolor="k", capsize=2, lw=0.8, label=f"rank {D} (largest $s_i$)")
+        if full_spectrum:
+            last = q.loc[D]
+            ax.errorbar([D], [last[0.5]], yerr=[[last[0.5] - last[0.25]], [last[0.75] - last[0.5]]], fmt="D",
+                        ms=4, mfc="white", mec="k", ecolor="k", capsize=2, lw=0.8,
+                        label=f"rank {D} (largest $s_i$)")
         ax.set_title(f"t = {t:g}, $\\sigma_t$ = {d['sigma'].iloc[0]:.3f}", fontsize=8)
         ax.set_xscale("log")
         ax.set_ylim(-1.1, 1.1)
