@@ -20,20 +20,12 @@ Usage: python benchmarks/bench_products.py [--dims 784,3072,12288,49152] [--chan
 from __future__ import annotations
 
 import argparse
-import math
 import multiprocessing as mp
 import resource
 import sys
 import time
 
-
-def _shape(D: int) -> tuple[int, int, int]:
-    if D == 784:
-        return (1, 28, 28)
-    side = math.isqrt(D // 3)
-    if 3 * side * side != D:
-        raise ValueError(f"D = {D} is neither 784 nor 3 H^2")
-    return (3, side, side)
+from bench_lowrank import _shape  # the same D -> image shape (this script's folder is on sys.path)
 
 
 def _one(conn, D: int, args: dict) -> None:

@@ -27,6 +27,7 @@ from .skew import skew_shares, skew_tolerance
 
 __all__ = [
     "Spectrum",
+    "SmallEndFeatures",
     "analyse_jacobian",
     "local_dimension",
     "local_dim_sweep",
@@ -196,8 +197,29 @@ def _readonly(a: np.ndarray) -> np.ndarray:
     return a
 
 
+class SmallEndFeatures:
+    """The Fig. 2 features at the small end of a spectrum (``u``, ``v`` by ascending singular value, ``w`` by
+    ascending ``|eigenvalue|``, vectors as columns), shared by `Spectrum` and the matrix-free route's
+    `geometry.lowrank.LowRankSpectrum`."""
+
+    @property
+    def u_minus(self) -> np.ndarray:
+        """Left singular vector of the smallest singular value."""
+        return self.u[:, 0]
+
+    @property
+    def v_minus(self) -> np.ndarray:
+        """Right singular vector of the smallest singular value."""
+        return self.v[:, 0]
+
+    @property
+    def w_zero(self) -> np.ndarray:
+        """Eigenvector of ``J~`` with the smallest ``|eigenvalue|``."""
+        return self.w[:, 0]
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
-class Spectrum:
+class Spectrum(SmallEndFeatures):
     """Local features of one score Jacobian ``J`` (all arrays float64, read-only).
 
     Singular decomposition (ascending, paper convention)
@@ -290,16 +312,6 @@ class Spectrum:
 
     # features named in the paper (Fig. 2)
     @property
-    def u_minus(self) -> np.ndarray:
-        """Left singular vector of the smallest singular value."""
-        return self.u[:, 0]
-
-    @property
-    def v_minus(self) -> np.ndarray:
-        """Right singular vector of the smallest singular value."""
-        return self.v[:, 0]
-
-    @property
     def u_plus(self) -> np.ndarray:
         """Left singular vector of the largest singular value."""
         return self.u[:, -1]
@@ -318,11 +330,6 @@ class Spectrum:
     def w_plus(self) -> np.ndarray:
         """Eigenvector of ``J~`` with the most positive eigenvalue."""
         return self.w[:, int(np.argmax(self.eigvals))]
-
-    @property
-    def w_zero(self) -> np.ndarray:
-        """Eigenvector of ``J~`` with the smallest ``|eigenvalue|``."""
-        return self.w[:, 0]
 
     @property
     def skew_fields(self) -> Dict[str, float]:

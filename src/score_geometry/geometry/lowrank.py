@@ -47,7 +47,7 @@ import numpy as np
 import torch
 
 from ..jacobian import no_tf32
-from ..spectra import local_dimension, subspace_overlap
+from ..spectra import SmallEndFeatures, local_dimension, subspace_overlap
 from ..skew import skew_tolerance
 from .routes import EXACT_MAX_DIM, ROUTES, choose_route  # noqa: F401 (re-exported)
 
@@ -352,7 +352,7 @@ def slq_quantile(apply: Callable[[np.ndarray], np.ndarray], D: int, q: float, *,
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class LowRankSpectrum:
+class LowRankSpectrum(SmallEndFeatures):
     """The computed part of one score Jacobian's spectra (conventions of `spectra.Spectrum`; k computed ranks).
 
     ``singular_values`` (k,) ascending, ``u``, ``v`` (D, k), ``cos_uv`` (k,), ``residual_uv`` (k,):
@@ -414,19 +414,6 @@ class LowRankSpectrum:
     def rank(self) -> int:
         """k, the number of computed singular triplets."""
         return int(self.singular_values.shape[0])
-
-    # the features of Fig. 2, named as `spectra.Spectrum`'s
-    @property
-    def u_minus(self) -> np.ndarray:
-        return self.u[:, 0]
-
-    @property
-    def v_minus(self) -> np.ndarray:
-        return self.v[:, 0]
-
-    @property
-    def w_zero(self) -> np.ndarray:
-        return self.w[:, 0]
 
     def skew_share_inside_at(self, r: int) -> float:
         """``||P H P||_F^2 / ||H||_F^2`` with P on ``span(v_1..v_r)`` for any ``1 <= r <= k`` (the r x r block
